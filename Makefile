@@ -1,0 +1,67 @@
+# imagekit — the two commands of the README are `make demo` and `make test`.
+# Both set up everything themselves: system packages (as root), the venv, the test disk.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUILD := build
+TEST_DISK := $(BUILD)/test-disk/disk.raw
+
+# What the test disk, QEMU boots, emulators and benchmark peers need from Debian.
+SYSTEM_PACKAGES := qemu-utils qemu-system-x86 ipxe-qemu fdisk dosfstools mtools syslinux \
+	syslinux-common busybox-static dropbear-bin cpio
+
+.PHONY: all setup demo test test-fast lint format bench test-image clean distclean
+
+all: test
+
+setup: $(VENV)/.installed
+
+$(BUILD)/.system-packages: scripts/ensure-system-packages Makefile
+	scripts/ensure-system-packages $(SYSTEM_PACKAGES)
+	@mkdir -p $(BUILD) && touch $@
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(BUILD)/.system-packages
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	@touch $@
+
+test-image: $(TEST_DISK)
+
+$(TEST_DISK): $(VENV)/.installed $(wildcard testbed/testdisk/*)
+	$(BIN)/python testbed/testdisk/build.py --out $(BUILD)/test-disk
+
+# Azurite (Azure Blob emulator) from the npm registry, kept inside build/.
+AZURITE := $(BUILD)/npm/node_modules/.bin/azurite-blob
+$(AZURITE):
+	@command -v npm >/dev/null || scripts/ensure-system-packages nodejs npm
+	npm install --silent --no-audit --no-fund --prefix $(BUILD)/npm azurite@3
+
+test: $(VENV)/.installed $(TEST_DISK) $(AZURITE)
+	$(BIN)/python -m pytest -q
+
+# Pure-core tests only: no QEMU, no emulators.
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo: $(VENV)/.installed $(TEST_DISK)
+	$(BIN)/python scripts/demo.py
+
+bench: $(VENV)/.installed $(TEST_DISK)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(BUILD)/demo $(BUILD)/bench .pytest_cache .mypy_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV) $(BUILD)

@@ -1,0 +1,1 @@
+"""AWS in: read AMI volumes through the EBS direct APIs."""

@@ -1,0 +1,1 @@
+"""The three jobs: periodic export, failover, rehearsal — driven by a plan file."""

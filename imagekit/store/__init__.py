@@ -1,0 +1,1 @@
+"""The off-AWS repository: chunks → compress → encrypt → packs, index and manifests on a backend."""

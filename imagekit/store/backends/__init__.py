@@ -1,0 +1,1 @@
+"""Store backends: one contract, implemented on Apache Libcloud storage drivers, chosen by URL."""

@@ -1,0 +1,1 @@
+"""Target providers: where a stored image is booted (local QEMU, clouds)."""

@@ -1,0 +1,1 @@
+"""The local provider: QEMU on this machine, for rehearsals and tests."""

@@ -1,0 +1,1 @@
+"""Templates shipped as package data: cloud-init user-data, example plans."""

@@ -1,0 +1,1 @@
+"""The local bench: AWS and Azure emulators on loopback and the bootable test disk."""

@@ -1,0 +1,23 @@
+"""Shared fixtures: the repository root on sys.path (for ``testbed``) and the bootable test disk."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+BUILD = ROOT / "build"
+
+
+@pytest.fixture(scope="session")
+def test_disk() -> Path:
+    """The bootable raw test disk built by ``make test-image`` (``make test`` builds it first)."""
+    disk = BUILD / "test-disk" / "disk.raw"
+    if not disk.exists():
+        pytest.fail(f"{disk} is missing: run `make test-image` (make test does it for you)")
+    return disk
