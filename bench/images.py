@@ -116,7 +116,12 @@ def ensure_images(folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / "layout"
     day1, day2 = folder / "day1.raw", folder / "day2.raw"
-    if not (stamp.exists() and stamp.read_text() == str(LAYOUT_VERSION) and day1.exists() and day2.exists()):
+    if not (
+        stamp.exists()
+        and stamp.read_text() == str(LAYOUT_VERSION)
+        and day1.exists()
+        and day2.exists()
+    ):
         for stale in (day1, day2):
             stale.unlink(missing_ok=True)
         build_day1(day1)

@@ -20,7 +20,9 @@ class Sample:
     stderr_tail: str
 
 
-def run(label: str, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Sample:
+def run(
+    label: str, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Sample:
     """Run ``argv`` to completion; CPU and RSS come from wait4's rusage of the child.
 
     ru_maxrss of the child covers the largest process of its tree that was waited for, which is

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from images import ensure_images  # noqa: E402
-from store_bench import Row, run_all  # noqa: E402
+from images import ensure_images
+from store_bench import Row, run_all
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "bench"
@@ -44,7 +44,11 @@ def _verdicts(rows: list[Row], source_allocated: int) -> list[str]:
         out.append(f"- {name}: {value:.2f}{unit} (target ≤ {limit}{unit}) — {verdict}")
 
     if "borg fixed+sparse" in by:
-        line("full ingest wall vs borg fixed+sparse", ik.full.wall / by["borg fixed+sparse"].full.wall, 0.5)
+        line(
+            "full ingest wall vs borg fixed+sparse",
+            ik.full.wall / by["borg fixed+sparse"].full.wall,
+            0.5,
+        )
     if "restic" in by:
         line("full ingest wall vs restic", ik.full.wall / by["restic"].full.wall, 0.25)
         line("day-2 bytes added vs restic", ik.day2_added / max(1, by["restic"].day2_added), 0.6)

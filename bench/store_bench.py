@@ -50,10 +50,15 @@ def _same(a: Path, b: Path) -> bool:
 
 def _check(sample: Sample) -> Sample:
     if sample.returncode != 0:
-        print(f"  {sample.label} FAILED ({sample.returncode}): {sample.stderr_tail}", file=sys.stderr)
+        print(
+            f"  {sample.label} FAILED ({sample.returncode}): {sample.stderr_tail}", file=sys.stderr
+        )
     else:
-        print(f"  {sample.label}: {sample.wall:.1f} s wall, {sample.cpu:.1f} s CPU, "
-              f"{sample.peak_rss_mib:.0f} MiB", file=sys.stderr)
+        print(
+            f"  {sample.label}: {sample.wall:.1f} s wall, {sample.cpu:.1f} s CPU, "
+            f"{sample.peak_rss_mib:.0f} MiB",
+            file=sys.stderr,
+        )
     return sample
 
 
@@ -64,7 +69,10 @@ def bench_imagekit(day1: Path, day2: Path, root: Path) -> Row:
     # The export host's view: the store is initialised for a recipient (public key) only.
     keygen = subprocess.run(
         [exe, "key", "generate", "-o", str(ident)],
-        env={**os.environ, **env}, capture_output=True, text=True, check=True,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     recipient = keygen.stdout.strip().splitlines()[-1]
     _check(run("imagekit init", [exe, "store", "init", str(repo), "--recipient", recipient], env))
@@ -84,17 +92,27 @@ def bench_imagekit(day1: Path, day2: Path, root: Path) -> Row:
 
 
 def bench_restic(day1: Path, day2: Path, root: Path) -> Row:
-    env = {"RESTIC_PASSWORD": PASS, "RESTIC_REPOSITORY": str(root / "repo"), "RESTIC_CACHE_DIR": str(root / "cache")}
+    env = {
+        "RESTIC_PASSWORD": PASS,
+        "RESTIC_REPOSITORY": str(root / "repo"),
+        "RESTIC_CACHE_DIR": str(root / "cache"),
+    }
     _check(run("restic init", ["restic", "init"], env))
     work = root / "work"
     _link(day1, work)
-    full = _check(run("restic backup day 1", ["restic", "backup", "--quiet", "disk.raw"], env, cwd=work))
+    full = _check(
+        run("restic backup day 1", ["restic", "backup", "--quiet", "disk.raw"], env, cwd=work)
+    )
     before = tree_bytes(root / "repo")
     _link(day2, work)
-    d2 = _check(run("restic backup day 2", ["restic", "backup", "--quiet", "disk.raw"], env, cwd=work))
+    d2 = _check(
+        run("restic backup day 2", ["restic", "backup", "--quiet", "disk.raw"], env, cwd=work)
+    )
     added = tree_bytes(root / "repo") - before
     target = root / "restore"
-    rest = _check(run("restic restore", ["restic", "restore", "latest", "--target", str(target)], env))
+    rest = _check(
+        run("restic restore", ["restic", "restore", "latest", "--target", str(target)], env)
+    )
     out_file = target / "disk.raw"
     ok = rest.returncode == 0 and _same(out_file, day2)
     return Row("restic", full, d2, rest, added, allocated(out_file) if out_file.exists() else 0, ok)
@@ -103,20 +121,30 @@ def bench_restic(day1: Path, day2: Path, root: Path) -> Row:
 def bench_borg(day1: Path, day2: Path, root: Path, *, fixed: bool) -> Row:
     name = "borg fixed+sparse" if fixed else "borg default"
     repo = root / "repo"
-    env = {"BORG_PASSPHRASE": PASS, "BORG_REPO": str(repo), "BORG_BASE_DIR": str(root / "base"),
-           "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}
+    env = {
+        "BORG_PASSPHRASE": PASS,
+        "BORG_REPO": str(repo),
+        "BORG_BASE_DIR": str(root / "base"),
+        "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+    }
     _check(run(f"{name} init", ["borg", "init", "-e", "repokey-blake2"], env))
     extra = ["--chunker-params", "fixed,4194304", "--sparse"] if fixed else []
     work = root / "work"
     _link(day1, work)
-    full = _check(run(f"{name} day 1", ["borg", "create", *extra, "::day1", "disk.raw"], env, cwd=work))
+    full = _check(
+        run(f"{name} day 1", ["borg", "create", *extra, "::day1", "disk.raw"], env, cwd=work)
+    )
     before = tree_bytes(repo)
     _link(day2, work)
-    d2 = _check(run(f"{name} day 2", ["borg", "create", *extra, "::day2", "disk.raw"], env, cwd=work))
+    d2 = _check(
+        run(f"{name} day 2", ["borg", "create", *extra, "::day2", "disk.raw"], env, cwd=work)
+    )
     added = tree_bytes(repo) - before
     target = root / "restore"
     target.mkdir(exist_ok=True)
-    rest = _check(run(f"{name} extract", ["borg", "extract", "--sparse", "::day2"], env, cwd=target))
+    rest = _check(
+        run(f"{name} extract", ["borg", "extract", "--sparse", "::day2"], env, cwd=target)
+    )
     out_file = target / "disk.raw"
     ok = rest.returncode == 0 and _same(out_file, day2)
     return Row(name, full, d2, rest, added, allocated(out_file) if out_file.exists() else 0, ok)

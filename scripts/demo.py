@@ -29,12 +29,16 @@ def step(title: str) -> float:
 
 
 def done(started: float, detail: str = "") -> None:
-    print(f"    ok ({time.monotonic() - started:.1f} s){' — ' + detail if detail else ''}", flush=True)
+    print(
+        f"    ok ({time.monotonic() - started:.1f} s){' — ' + detail if detail else ''}", flush=True
+    )
 
 
 def imagekit(*args: str) -> str:
     env = {**os.environ, "IMAGEKIT_PASSPHRASE": DEMO_PASSPHRASE}
-    proc = subprocess.run([IMAGEKIT, *args], env=env, stdout=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(
+        [IMAGEKIT, *args], env=env, stdout=subprocess.PIPE, text=True, check=False
+    )
     if proc.returncode != 0:
         sys.exit(f"demo: `imagekit {' '.join(args)}` failed with exit {proc.returncode}")
     return proc.stdout

@@ -13,6 +13,9 @@ if str(ROOT) not in sys.path:
 
 BUILD = ROOT / "build"
 
+# The AWS emulator fixtures (moto corrected to the AWS contract): ``moto_server``, ``aws``.
+pytest_plugins = ["testbed.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def test_disk() -> Path:

@@ -24,7 +24,9 @@ VOLUME_LABEL = "cidata"  # the label NoCloud searches for
 # understand Rock Ridge or Joliet (Linux, cloud-init) never see them.
 _FILES = {"meta-data": "METADATA.;1", "user-data": "USERDATA.;1", "network-config": "NETWORK.;1"}
 # RFC 1123 host names: what cloud-init will accept and what `hostname` can set.
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")  # cloud-config ssh_keys: <type>_private
 
@@ -51,7 +53,7 @@ def ssh_cloud_config(
     lines = ["#cloud-config", "ssh_authorized_keys:"]
     for key in authorized_keys:
         key = key.strip()
-        if not key or any(c in key for c in "\n\r\"\\"):
+        if not key or any(c in key for c in '\n\r"\\'):
             raise UsageError("an SSH public key must be one line without quotes or backslashes")
         lines.append(f'  - "{key}"')
     if host_keys:

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,17 +34,24 @@ HERE = Path(__file__).resolve().parent
 DISK_NAME = "disk.raw"
 STAMP_NAME = "inputs.sha256"
 MIB = 1024 * 1024
-DISK_SIZE = 64 * MIB  # kernel (~14 MiB) + initramfs (~4 MiB) with room to spare, still quick to copy
+DISK_SIZE = (
+    64 * MIB
+)  # kernel (~14 MiB) + initramfs (~4 MiB) with room to spare, still quick to copy
 PART_OFFSET = 1 * MIB  # first partition at sector 2048, the alignment every modern tool uses
 SECTOR = 512
+FILE_TIME = 946684800  # 2000-01-01: a fixed file time for FAT entries (FAT starts at 1980)
+FAT_DATE = (2000 - 1980) << 9 | 1 << 5 | 1  # the same day in FAT's packed date format
+PART_TYPE = 0x0E  # "W95 FAT16 (LBA)": the partition holds the FAT16 that mkfs.vfat -F 16 makes
 MBR_CODE = 440  # boot code area of the MBR; the disk signature and partition table follow it
 MBR_BIN = Path("/usr/lib/syslinux/mbr/mbr.bin")
 BUSYBOX = Path("/bin/busybox")  # from busybox-static: no libraries to copy
 DROPBEAR = (Path("/usr/sbin/dropbear"), Path("/usr/bin/dropbearconvert"))
 KERNEL_META = "linux-image-cloud-amd64"  # the cloud flavour boots ~2 s faster under TCG
 # Loaded in the guest, with their dependencies: disk and NIC (virtio-pci), the seed CD drive
-# (PIIX IDE on QEMU's default machine, ATAPI via SCSI) and its filesystem.
-MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "ata_piix", "sr_mod", "isofs")
+# (PIIX IDE on QEMU's default machine, ATAPI via SCSI) and its filesystem, and virtio-rng: without
+# a hardware RNG the kernel's random pool takes ~1 s of jitter to seed under TCG, and dropbear
+# waits for it.
+MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "ata_piix", "sr_mod", "isofs")
 # quiet: the kernel's own log costs boot time on an emulated UART; panic=-1 reboots at once,
 # which with QEMU's -no-reboot ends the VM, so a broken guest fails fast instead of hanging.
 KERNEL_ARGS = "console=ttyS0,115200 panic=-1 quiet"
@@ -118,7 +126,10 @@ def fetch_kernel(cache: Path) -> Path:
     step(f"downloading {KERNEL_META} (apt-get download)")
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    run("apt-get", "download", KERNEL_META, cwd=debs)
+    try:
+        run("apt-get", "download", KERNEL_META, cwd=debs)
+    except BuildError as exc:
+        raise BuildError(f"{exc} (is the package list current? run apt-get update)") from exc
     meta = max(debs.glob(f"{KERNEL_META}_*.deb"))
     # The metapackage only depends on the versioned image package, which holds the files.
     depends = run("dpkg-deb", "-f", meta, "Depends")
@@ -220,7 +231,7 @@ def make_disk(path: Path, kernel_image: Path, initrd: Path, work: Path) -> None:
         disk.truncate(DISK_SIZE)
     # label-id fixed so the disk signature is reproducible; "*" marks the partition active for
     # mbr.bin, which boots the active partition.
-    layout = f"label: dos\nlabel-id: 0x1a6e4b17\n{offset},,c,*\n"
+    layout = f"label: dos\nlabel-id: 0x1a6e4b17\n{offset},,{PART_TYPE:x},*\n"
     done = subprocess.run(
         ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(path)],
         input=layout,
@@ -231,16 +242,51 @@ def make_disk(path: Path, kernel_image: Path, initrd: Path, work: Path) -> None:
     if done.returncode != 0:
         raise BuildError(f"sfdisk failed: {done.stderr.strip()}")
     blocks = (DISK_SIZE - PART_OFFSET) // 1024
-    run("mkfs.vfat", "--invariant", "-n", "IMAGEKIT", "--offset", str(offset), path, str(blocks))
+    run(
+        "mkfs.vfat",
+        *("-F", "16", "--invariant", "-n", "IMAGEKIT", "--offset", str(offset)),
+        *(path, str(blocks)),
+    )
     cfg = work / "syslinux.cfg"
     cfg.write_text(SYSLINUX_CFG)
     image = f"{path}@@{PART_OFFSET}"
+    for source in (cfg, kernel_image, initrd):
+        os.utime(source, (FILE_TIME, FILE_TIME))  # mcopy -m keeps it: same inputs, same bytes
     run("mcopy", "-i", image, "-m", cfg, "::syslinux.cfg")
     run("mcopy", "-i", image, "-m", kernel_image, "::vmlinuz")
     run("mcopy", "-i", image, "-m", initrd, "::initrd.img")
     run("syslinux", "--install", "--offset", str(PART_OFFSET), path)
+    fix_root_dir_times(path, PART_OFFSET)
     with path.open("r+b") as disk:
         disk.write(MBR_BIN.read_bytes()[:MBR_CODE])
+
+
+def fix_root_dir_times(path: Path, offset: int) -> None:
+    """Give every root-directory entry of the FAT16 at ``offset`` the fixed FILE_TIME.
+
+    syslinux stamps ldlinux.* with the current time; fixing it makes the disk byte-for-byte the
+    same for the same inputs.
+    """
+    with path.open("r+b") as disk:
+        disk.seek(offset)
+        boot = disk.read(SECTOR)
+        sector_size, _, reserved, fats, root_entries, _, _, fat_sectors = struct.unpack_from(
+            "<HBHBHHBH", boot, 11
+        )
+        root = offset + (reserved + fats * fat_sectors) * sector_size
+        disk.seek(root)
+        table = bytearray(disk.read(root_entries * 32))
+        for at in range(0, len(table), 32):
+            first, attr = table[at], table[at + 11]
+            if first == 0:
+                break  # end of directory
+            if first == 0xE5 or attr == 0x0F:  # deleted entry, long-name slot
+                continue
+            # creation (tenths, time, date), access date, modification (time, date)
+            struct.pack_into("<BHHH", table, at + 13, 0, 0, FAT_DATE, FAT_DATE)
+            struct.pack_into("<HH", table, at + 22, 0, FAT_DATE)
+        disk.seek(root)
+        disk.write(table)
 
 
 # --- orchestration ------------------------------------------------------------------------------

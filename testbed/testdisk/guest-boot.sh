@@ -2,7 +2,8 @@
 # The test disk's one boot job (busybox init "sysinit"): network by DHCP, the NoCloud seed if
 # one is attached, SSH if the seed asks for it, the HTTP health endpoint, then the ready marker.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-say() { echo "imagekit: $*" > /dev/console; }
+# Seconds since boot on every line, to see where boot time goes.
+say() { echo "imagekit: [$(cut -d " " -f 1 /proc/uptime)] $*" > /dev/console; }
 
 hostname=imagekit-testdisk
 instance_id=none
@@ -13,8 +14,20 @@ dhcp=$!
 
 # NoCloud: a filesystem labelled cidata (the seed ISO on a CD drive, or any block device).
 mkdir -p /run/seed /run/seed-keys
-seed_device=$(findfs LABEL=cidata 2> /dev/null)
-if [ -n "$seed_device" ] && mount -o ro "$seed_device" /run/seed; then
+# The ISO 9660 primary volume descriptor is sector 16 (2 KiB sectors): "CD001" at byte 1, the
+# volume label at byte 40, space-padded. (busybox findfs does not recognise ISO 9660 here.)
+iso_label() {
+    pvd=$(dd if="$1" bs=2048 skip=16 count=1 2> /dev/null | head -c 72 | tr '\0' ' ')
+    [ "$(echo "$pvd" | cut -c 2-6)" = CD001 ] && echo "$pvd" | cut -c 41-72 | tr -d ' '
+}
+seed_device=""
+for name in $(awk 'NR > 2 {print $4}' /proc/partitions); do
+    if [ "$(iso_label "/dev/$name")" = cidata ]; then
+        seed_device=/dev/$name
+        break
+    fi
+done
+if [ -n "$seed_device" ] && mount -t iso9660 -o ro "$seed_device" /run/seed; then
     say "seed found on $seed_device"
     field() { sed -n "s/^$1:[[:space:]]*//p" /run/seed/meta-data | head -n 1 | tr -d "\"'\r"; }
     [ -f /run/seed/meta-data ] && {
@@ -28,7 +41,7 @@ if [ -n "$seed_device" ] && mount -o ro "$seed_device" /run/seed; then
     fi
     umount /run/seed
 else
-    say "no seed"
+    say "no seed (block devices: $(awk 'NR > 2 {printf "%s ", $4}' /proc/partitions))"
 fi
 hostname "$hostname"
 echo "$hostname" > /etc/hostname

@@ -13,4 +13,5 @@ mount -t tmpfs tmpfs /run
 while read -r module; do
     insmod "/lib/modules/$module.ko" || echo "imagekit: insmod $module failed"
 done < /lib/modules/load-order
+echo "imagekit: [$(cut -d ' ' -f 1 /proc/uptime)] modules loaded"
 exec /bin/busybox init

@@ -41,15 +41,15 @@ def decompress(name: str, data: bytes) -> bytes:
 
 
 def modinfo(elf: bytes) -> dict[str, str]:
-    """The ``key=value`` strings of the ``.modinfo`` section of a 64-bit little-endian ELF object."""
+    """The ``key=value`` strings in the ``.modinfo`` section of a 64-bit little-endian ELF."""
     if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
         raise ValueError("not a 64-bit little-endian ELF object")
-    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    (shoff,) = struct.unpack_from("<Q", elf, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
 
     def section(index: int) -> tuple[int, int, int]:
         base = shoff + index * shentsize
-        name, = struct.unpack_from("<I", elf, base)
+        (name,) = struct.unpack_from("<I", elf, base)
         offset, size = struct.unpack_from("<QQ", elf, base + 0x18)
         return name, offset, size
 
