@@ -5,7 +5,7 @@ optional prefix, or a directory). Names are relative, ``/``-separated, ASCII, an
 ``/``. The store layer above never needs more than what is promised here, so any libcloud storage
 driver can carry a repository.
 
-Promises (the conformance suite in ``tests/store/test_backend_conformance.py`` checks each one):
+Promises (the conformance suite in ``tests/store/backends/test_conformance.py`` checks each one):
 
 - ``write(name, data)``: atomic. After it returns the object exists whole; if it raises, the object
   either does not exist or holds its previous whole content — never a prefix. Writing an existing
