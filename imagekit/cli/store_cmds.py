@@ -1,0 +1,397 @@
+"""Repository commands: ``key``, ``store``, ``ingest``, ``images``, ``restore``.
+
+Keys: ``--identity FILE`` (or ``IMAGEKIT_IDENTITY``) opens a repository with an identity file;
+without one, the repository passphrase is used (``IMAGEKIT_PASSPHRASE`` or a prompt). Identity
+files are themselves unlocked with ``IMAGEKIT_PASSPHRASE`` or a prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from imagekit.cli.app import cli
+from imagekit.cli.output import emit, json_option, note, progress_bar
+from imagekit.errors import IntegrityError, UsageError
+from imagekit.store.backends.base import Backend
+from imagekit.store.identity import Identity, env_or_prompt, read_identity, write_identity
+from imagekit.store.keys import Access
+from imagekit.store.repository import Repository, describe_slots
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Where ``key add --passphrase`` reads the new passphrase when not prompting.
+NEW_PASSPHRASE_ENV = "IMAGEKIT_NEW_PASSPHRASE"
+
+FORMATS = ["raw", "qcow2", "vmdk", "vhd-azure", "vhdx", "gce"]
+
+
+def _identity_option(f: F) -> F:
+    return click.option(
+        "--identity",
+        "identity_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="IMAGEKIT_IDENTITY",
+        help="Identity file (else the repository passphrase is used). Env: IMAGEKIT_IDENTITY.",
+    )(f)
+
+
+def _backend(url: str) -> Backend:
+    from imagekit.store.backends.registry import open_backend
+
+    return open_backend(url)
+
+
+@contextlib.contextmanager
+def _open(url: str, identity_path: Path | None) -> Iterator[Repository]:
+    with _backend(url) as backend:
+        if identity_path is not None:
+            yield Repository.open(backend, identity=read_identity(identity_path))
+        else:
+            passphrase = env_or_prompt(f"passphrase for {backend.url}", False)
+            yield Repository.open(backend, passphrase=passphrase)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+# -- key ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def key() -> None:
+    """Identities (X25519 key pairs) and the key slots of a repository."""
+
+
+@key.command("generate")
+@click.option("-o", "--output", "path", required=True, type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace an existing identity file.")
+def key_generate(path: Path, force: bool) -> None:
+    """Write a new identity file (0600); print its recipient on stdout."""
+    identity = Identity.generate()
+    write_identity(path, identity, env_or_prompt(f"new passphrase for {path}", True), force=force)
+    click.echo(identity.recipient)
+
+
+@key.command("add")
+@click.argument("store")
+@click.option("--recipient", help="Recipient (ikr1…) to grant access.")
+@click.option("--passphrase", "use_passphrase", is_flag=True, help="Add a passphrase slot.")
+@click.option("--write-only", is_flag=True, help="Grant adding images only (export hosts).")
+@_identity_option
+def key_add(
+    store: str,
+    recipient: str | None,
+    use_passphrase: bool,
+    write_only: bool,
+    identity_path: Path | None,
+) -> None:
+    """Grant a recipient or a new passphrase access to STORE."""
+    if (recipient is None) == (not use_passphrase):
+        raise UsageError("give exactly one of --recipient or --passphrase")
+    access: Access = "write" if write_only else "read"
+    with _open(store, identity_path) as repo:
+        if recipient is not None:
+            name = repo.add_recipient(recipient, access)
+        else:
+            new = os.environ.get(NEW_PASSPHRASE_ENV) or click.prompt(
+                "new repository passphrase", hide_input=True, confirmation_prompt=True
+            )
+            name = repo.add_passphrase(new, access)
+    note(f"added {access} key slot {name}")
+
+
+@key.command("remove")
+@click.argument("store")
+@click.option("--recipient", required=True, help="Recipient (ikr1…) whose slots to delete.")
+@_identity_option
+def key_remove(store: str, recipient: str, identity_path: Path | None) -> None:
+    """Remove a recipient's key slots (the data is not re-encrypted; see docs/format.md)."""
+    with _open(store, identity_path) as repo:
+        gone = repo.remove_recipient(recipient)
+    note(f"removed {len(gone)} key slot(s)")
+
+
+@key.command("list")
+@click.argument("store")
+@json_option
+def key_list(store: str, as_json: bool) -> None:
+    """List the key slots of STORE (needs no key)."""
+    with _backend(store) as backend:
+        slots = describe_slots(backend)
+    emit(
+        slots,
+        as_json,
+        lambda s: "\n".join(f"{x['access']:5} {x['type']:6} {x['recipient'] or '-'}" for x in s),
+    )
+
+
+# -- store ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def store() -> None:
+    """Create, check, prune and copy repositories."""
+
+
+@store.command("init")
+@click.argument("store_url", metavar="STORE")
+@click.option("--recipient", "recipients", multiple=True, help="Reader recipient (repeatable).")
+@click.option("--writer", "writers", multiple=True, help="Write-only recipient (repeatable).")
+@click.option("--passphrase", "use_passphrase", is_flag=True, help="Readable with a passphrase.")
+@json_option
+def store_init(
+    store_url: str,
+    recipients: tuple[str, ...],
+    writers: tuple[str, ...],
+    use_passphrase: bool,
+    as_json: bool,
+) -> None:
+    """Create an empty repository at STORE."""
+    if not recipients and not use_passphrase:
+        raise UsageError("give at least one --recipient, or --passphrase")
+    passphrase = env_or_prompt("new repository passphrase", True) if use_passphrase else None
+    with _backend(store_url) as backend:
+        repo = Repository.init(
+            backend, recipients=recipients, passphrase=passphrase, writers=writers
+        )
+        result = {
+            "url": backend.url,
+            "id": repo.config.id.hex(),
+            "key_slots": len(recipients) + len(writers) + (1 if use_passphrase else 0),
+        }
+    emit(result, as_json, lambda r: f"created repository {r['id']} at {r['url']}")
+
+
+@store.command("verify")
+@click.argument("store_url", metavar="STORE")
+@click.option("--read-data", is_flag=True, help="Fetch, decrypt and check every chunk.")
+@click.option("--keyless", is_flag=True, help="Check only what needs no key.")
+@_identity_option
+@json_option
+def store_verify(
+    store_url: str, read_data: bool, keyless: bool, identity_path: Path | None, as_json: bool
+) -> None:
+    """Check the repository's structure (and with --read-data, every chunk)."""
+    from imagekit.store.verify import verify, verify_keyless
+
+    if keyless:
+        with _backend(store_url) as backend:
+            report = verify_keyless(backend)
+    else:
+        with _open(store_url, identity_path) as repo, progress_bar() as bar:
+            report = verify(repo, read_data=read_data, progress=bar)
+    emit(
+        report.as_dict(),
+        as_json,
+        lambda r: (
+            f"{r['images']} images, {r['packs']} packs, {r['chunks']} chunks"
+            + (f", {r['chunks_read']} read" if read_data else "")
+            + (
+                f"; {len(r['problems'])} problems:\n  " + "\n  ".join(r["problems"])
+                if r["problems"]
+                else ": ok"
+            )
+        ),
+    )
+    if not report.ok:
+        raise IntegrityError(f"{store_url}: verify found {len(report.problems)} problems")
+
+
+@store.command("prune")
+@click.argument("store_url", metavar="STORE")
+@click.option("--keep-last", default=0, show_default=True, help="Newest N images per name.")
+@click.option("--keep-daily", default=0, show_default=True, help="Newest per day, N days.")
+@click.option("--keep-weekly", default=0, show_default=True, help="Newest per ISO week, N weeks.")
+@click.option("--keep-monthly", default=0, show_default=True, help="Newest per month, N months.")
+@click.option("--dry-run", is_flag=True, help="Show what would go; delete nothing.")
+@_identity_option
+@json_option
+def store_prune(
+    store_url: str,
+    keep_last: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    dry_run: bool,
+    identity_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Forget images outside the retention policy and delete data nothing references."""
+    from imagekit.store.prune import RetentionPolicy, prune
+
+    policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly)
+    if policy.empty:
+        raise UsageError("give at least one --keep-* option (an empty policy would keep all)")
+    with _open(store_url, identity_path) as repo, progress_bar() as bar:
+        report = prune(repo, policy, dry_run=dry_run, progress=bar)
+    emit(
+        report.as_dict(),
+        as_json,
+        lambda r: (
+            f"{'would drop' if dry_run else 'dropped'} {len(r['dropped'])} images, "
+            f"kept {len(r['kept'])}; {'would delete' if dry_run else 'deleted'} "
+            f"{r['packs_deleted']} packs ({_size(r['bytes_freed'])})"
+        ),
+    )
+
+
+@store.command("copy")
+@click.argument("src_url", metavar="SRC")
+@click.argument("dst_url", metavar="DST")
+@click.argument("refs", nargs=-1)
+@_identity_option
+@click.option(
+    "--dst-identity",
+    "dst_identity_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Identity for DST (default: the same as for SRC).",
+)
+@json_option
+def store_copy(
+    src_url: str,
+    dst_url: str,
+    refs: tuple[str, ...],
+    identity_path: Path | None,
+    dst_identity_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Copy images REF... (default: all) from SRC to DST, uploading only missing chunks."""
+    from imagekit.store.copy import copy_images
+
+    with (
+        _open(src_url, identity_path) as src,
+        _open(dst_url, dst_identity_path or identity_path) as dst,
+        progress_bar() as bar,
+    ):
+        report = copy_images(src, dst, refs, progress=bar)
+    emit(
+        report.as_dict(),
+        as_json,
+        lambda r: (
+            f"copied {len(r['copied'])} images ({_size(r['bytes_uploaded'])} uploaded), "
+            f"{len(r['skipped'])} already there"
+        ),
+    )
+
+
+# -- ingest, images, restore ----------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("disks", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--store", "store_url", required=True, help="Repository URL or path.")
+@click.option("--name", required=True, help="Image name (its lineage).")
+@click.option("--source", "source_label", help="Where the image came from (default: the paths).")
+@click.option(
+    "--source-format", help="Disk format (raw, qcow2, vmdk, vpc, vhdx); probed if omitted."
+)
+@click.option("--meta", "meta", multiple=True, help="KEY=VALUE metadata (repeatable).")
+@_identity_option
+@json_option
+def ingest(
+    disks: tuple[Path, ...],
+    store_url: str,
+    name: str,
+    source_label: str | None,
+    source_format: str | None,
+    meta: tuple[str, ...],
+    identity_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Store disk images DISK... (one volume each) as one image NAME."""
+    from imagekit.store.ingest import ingest as run_ingest
+    from imagekit.store.sources import open_disk
+
+    metadata = {}
+    for item in meta:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise UsageError(f"--meta {item!r}: expected KEY=VALUE")
+        metadata[k] = v
+    with _open(store_url, identity_path) as repo, contextlib.ExitStack() as stack:
+        sources = [
+            stack.enter_context(
+                open_disk(
+                    d, name=d.name if len(disks) > 1 else "disk0", source_format=source_format
+                )
+            )
+            for d in disks
+        ]
+        with progress_bar() as bar:
+            result = run_ingest(
+                repo,
+                sources,
+                name=name,
+                source=source_label or " ".join(str(d) for d in disks),
+                metadata=metadata,
+                progress=bar,
+            )
+    emit(
+        result.as_dict(),
+        as_json,
+        lambda r: (
+            f"stored image {r['id'][:12]} ({r['name']}): read {_size(r['bytes_read'])}, "
+            f"uploaded {_size(r['bytes_uploaded'])}"
+        ),
+    )
+
+
+@cli.command()
+@click.option("--store", "store_url", required=True, help="Repository URL or path.")
+@_identity_option
+@json_option
+def images(store_url: str, identity_path: Path | None, as_json: bool) -> None:
+    """List the images in a repository, oldest first."""
+    with _open(store_url, identity_path) as repo:
+        found = [i.summary() for i in repo.list_images()]
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        lines = [f"{'ID':12}  {'CREATED':20}  {'NAME':20}  {'VOLUMES':>7}  {'STORED':>10}  SOURCE"]
+        for r in rows:
+            lines.append(
+                f"{r['id'][:12]}  {r['created'][:19] + 'Z':20}  {r['name']:20}  "
+                f"{len(r['volumes']):>7}  {_size(r['stored_size']):>10}  {r['source']}"
+            )
+        return "\n".join(lines)
+
+    emit(found, as_json, human)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--store", "store_url", required=True, help="Repository URL or path.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default="raw", show_default=True, type=click.Choice(FORMATS))
+@click.option("--force", is_flag=True, help="Replace existing outputs.")
+@_identity_option
+@json_option
+def restore(
+    ref: str,
+    store_url: str,
+    out: Path,
+    fmt: str,
+    force: bool,
+    identity_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Restore image REF (id, id prefix, or name → newest) to OUT (a directory if multi-volume)."""
+    from imagekit.store.restore import restore as run_restore
+
+    with _open(store_url, identity_path) as repo:
+        image = repo.resolve(ref)
+        with progress_bar() as bar:
+            files = run_restore(repo, image, out, fmt=fmt, force=force, progress=bar)
+    result = {"id": image.id, "name": image.manifest.name, "files": files}
+    emit(result, as_json, lambda r: "\n".join(f["path"] for f in r["files"]))

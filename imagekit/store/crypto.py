@@ -1,0 +1,225 @@
+"""The crypto envelope of ``docs/format.md``: key derivation, sealing, metadata objects, blobs.
+
+Pure: bytes in, bytes out. Authentication failures surface as ``cryptography``'s ``InvalidTag``;
+the edge modules (which know *which* object failed) turn them into ``WrongKey`` or
+``IntegrityError``. Nonces and ephemeral keys may be passed in so tests can pin known answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+
+import blake3
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from imagekit.store.format import (
+    AAD_META,
+    BLOB_RAW,
+    BLOB_ZSTD,
+    INFO_CHUNK_ID,
+    INFO_METADATA,
+    INFO_SEAL,
+    KEY_SIZE,
+    META_VERSION,
+    NONCE_SIZE,
+    RECIPIENT_PREFIX,
+    ZSTD_LEVEL,
+)
+
+__all__ = [
+    "BlobCodec",
+    "InvalidTag",
+    "MetaCipher",
+    "chunk_id",
+    "decode_recipient",
+    "derive_keys",
+    "encode_recipient",
+    "hkdf",
+    "public_bytes",
+    "scrypt_key",
+    "seal",
+    "unseal",
+]
+
+_ZERO_NONCE = bytes(NONCE_SIZE)
+#: Decompressed chunks are never larger than this; a bigger frame is forged or corrupt.
+_MAX_BLOB_BODY = 1 << 20
+
+
+def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = KEY_SIZE) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def derive_keys(write_key: bytes, repository_id: bytes) -> tuple[bytes, bytes]:
+    """(CHUNK_ID_KEY, METADATA_KEY) from the write key W."""
+    return (
+        hkdf(write_key, repository_id, INFO_CHUNK_ID),
+        hkdf(write_key, repository_id, INFO_METADATA),
+    )
+
+
+def chunk_id(key: bytes, data: bytes | memoryview) -> bytes:
+    """Keyed BLAKE3 of a chunk: equal chunks share an id, the provider cannot compute one."""
+    return blake3.blake3(data, key=key).digest()
+
+
+def scrypt_key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    # maxmem: n * r * 128 bytes plus slack, or OpenSSL refuses n = 2^15 at its 32 MiB default.
+    return hashlib.scrypt(
+        passphrase.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=2 * 128 * n * r + (1 << 20),
+        dklen=KEY_SIZE,
+    )
+
+
+def public_bytes(private: X25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes_raw()
+
+
+def seal(
+    recipient: bytes,
+    plaintext: bytes,
+    aad: bytes,
+    *,
+    ephemeral: X25519PrivateKey | None = None,
+) -> bytes:
+    """ECIES: ``E_pub || AES-256-GCM(HKDF(X25519(e, R)), 0^12, plaintext, aad)``."""
+    eph = ephemeral or X25519PrivateKey.generate()
+    eph_pub = public_bytes(eph)
+    shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient))
+    key = hkdf(shared, eph_pub + recipient, INFO_SEAL)
+    return eph_pub + AESGCM(key).encrypt(_ZERO_NONCE, plaintext, aad)
+
+
+def unseal(private: X25519PrivateKey, sealed: bytes, aad: bytes) -> bytes:
+    """Open ``seal``; ``InvalidTag`` when the key is not the recipient's or bytes were altered."""
+    if len(sealed) < 32 + 16:
+        raise InvalidTag
+    eph_pub = sealed[:32]
+    shared = private.exchange(X25519PublicKey.from_public_bytes(eph_pub))
+    key = hkdf(shared, eph_pub + public_bytes(private), INFO_SEAL)
+    return AESGCM(key).decrypt(_ZERO_NONCE, sealed[32:], aad)
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # zstandard objects are not thread-safe; one per thread, reused across chunks.
+    comp = getattr(_local, "compressor", None)
+    if comp is None:
+        comp = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec = getattr(_local, "decompressor", None)
+    if dec is None:
+        dec = _local.decompressor = zstandard.ZstdDecompressor()
+    return dec
+
+
+def _zstd(data: bytes) -> bytes:
+    return _compressor().compress(data)
+
+
+def _unzstd(data: bytes, limit: int) -> bytes:
+    try:
+        return _decompressor().decompress(data, max_output_size=limit)
+    except zstandard.ZstdError as exc:
+        raise InvalidTag from exc  # authenticated bytes that do not decompress: treat as forged
+
+
+class MetaCipher:
+    """``meta_object`` encryption under METADATA_KEY (indexes, manifests, pack headers, locks)."""
+
+    def __init__(self, metadata_key: bytes):
+        self._aead = AESGCM(metadata_key)
+
+    @staticmethod
+    def _aad(kind: bytes) -> bytes:
+        return AAD_META + kind + bytes([META_VERSION])
+
+    def encrypt(self, kind: bytes, payload: bytes, *, nonce: bytes | None = None) -> bytes:
+        nonce = nonce or os.urandom(NONCE_SIZE)
+        sealed = self._aead.encrypt(nonce, _zstd(payload), self._aad(kind))
+        return kind + bytes([META_VERSION]) + nonce + sealed
+
+    def decrypt(self, kind: bytes, data: bytes) -> bytes:
+        """The payload; ``InvalidTag`` on a wrong key, another kind, or altered bytes."""
+        if len(data) < 2 + NONCE_SIZE + 16 or data[:1] != kind or data[1] != META_VERSION:
+            raise InvalidTag
+        nonce, sealed = data[2 : 2 + NONCE_SIZE], data[2 + NONCE_SIZE :]
+        plain = self._aead.decrypt(nonce, sealed, self._aad(kind))
+        return _unzstd(plain, 1 << 34)
+
+
+class BlobCodec:
+    """Chunk → blob and back for one session's data key. Safe to share between threads."""
+
+    def __init__(self, chunk_id_key: bytes, data_key: bytes | None):
+        self.chunk_id_key = chunk_id_key
+        self._aead = AESGCM(data_key) if data_key is not None else None
+
+    def chunk_id(self, data: bytes | memoryview) -> bytes:
+        return chunk_id(self.chunk_id_key, data)
+
+    def encode(self, cid: bytes, data: bytes, *, nonce: bytes | None = None) -> bytes:
+        """``nonce || AES-256-GCM(data_key, nonce, body, aad=chunk_id)``; zstd unless it grows."""
+        if self._aead is None:
+            raise ValueError("BlobCodec without a data key cannot encode")
+        packed = _zstd(data)
+        body = bytes([BLOB_ZSTD]) + packed if len(packed) < len(data) else bytes([BLOB_RAW]) + data
+        nonce = nonce or os.urandom(NONCE_SIZE)
+        return nonce + self._aead.encrypt(nonce, body, cid)
+
+    def decode(self, cid: bytes, blob: bytes | memoryview) -> bytes:
+        """The chunk; ``InvalidTag`` unless the blob authenticates *and* hashes to ``cid``."""
+        if self._aead is None:
+            raise ValueError("BlobCodec without a data key cannot decode")
+        view = memoryview(blob)
+        if len(view) < NONCE_SIZE + 17:
+            raise InvalidTag
+        body = self._aead.decrypt(bytes(view[:NONCE_SIZE]), view[NONCE_SIZE:], cid)
+        if body[0] == BLOB_ZSTD:
+            data = _unzstd(body[1:], _MAX_BLOB_BODY)
+        elif body[0] == BLOB_RAW:
+            data = body[1:]
+        else:
+            raise InvalidTag
+        if self.chunk_id(data) != cid:
+            raise InvalidTag
+        return data
+
+
+def encode_recipient(public: bytes) -> str:
+    """``ikr1`` + base32(pub || BLAKE3(pub)[:3]), lowercase, unpadded."""
+    raw = public + blake3.blake3(public).digest()[:3]
+    return RECIPIENT_PREFIX + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+
+
+def decode_recipient(text: str) -> bytes:
+    """The 32-byte public key of a recipient string; ``ValueError`` when malformed."""
+    text = text.strip()
+    if not text.startswith(RECIPIENT_PREFIX):
+        raise ValueError(f"not an imagekit recipient (expected {RECIPIENT_PREFIX}…): {text!r}")
+    body = text[len(RECIPIENT_PREFIX) :].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except ValueError as exc:
+        raise ValueError(f"recipient {text!r} is not valid base32") from exc
+    if len(raw) != 35 or blake3.blake3(raw[:32]).digest()[:3] != raw[32:]:
+        raise ValueError(f"recipient {text!r} is mistyped (checksum mismatch)")
+    return raw[:32]

@@ -1,0 +1,159 @@
+"""Packs and index entries (``docs/format.md`` § Packs, § Index). Pure: bytes in, bytes out."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import blake3
+
+from imagekit.store.crypto import InvalidTag, MetaCipher
+from imagekit.store.format import (
+    ENTRY_SIZE,
+    ID_SIZE,
+    KIND_PACK_HEADER,
+    SEALED_DATA_KEY_SIZE,
+)
+
+_ENTRY = struct.Struct("<32sIII")
+_U32 = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    """Where one chunk's blob sits in its pack."""
+
+    chunk_id: bytes
+    offset: int
+    length: int
+    raw_length: int
+
+
+@dataclass(frozen=True)
+class PackHeader:
+    sealed_data_key: bytes
+    entries: tuple[BlobEntry, ...]
+
+
+def object_id(data: bytes | bytearray | memoryview) -> str:
+    """Name of a content-addressed object: hex unkeyed BLAKE3 of its stored bytes."""
+    return blake3.blake3(data).hexdigest()
+
+
+def pack_name(pack_id: str) -> str:
+    return f"data/{pack_id[:2]}/{pack_id}"
+
+
+def encode_entries(entries: Sequence[BlobEntry]) -> bytes:
+    out = bytearray(_U32.pack(len(entries)))
+    for e in entries:
+        out += _ENTRY.pack(e.chunk_id, e.offset, e.length, e.raw_length)
+    return bytes(out)
+
+
+def decode_entries(buf: bytes, pos: int) -> tuple[tuple[BlobEntry, ...], int]:
+    """Entries starting at ``pos`` (count first); returns them and the position after them."""
+    if pos + 4 > len(buf):
+        raise ValueError("truncated entry count")
+    (count,) = _U32.unpack_from(buf, pos)
+    pos += 4
+    end = pos + count * ENTRY_SIZE
+    if end > len(buf):
+        raise ValueError("truncated entry list")
+    entries = tuple(BlobEntry(*_ENTRY.unpack_from(buf, pos + i * ENTRY_SIZE)) for i in range(count))
+    return entries, end
+
+
+def encode_pack_header(header: PackHeader) -> bytes:
+    if len(header.sealed_data_key) != SEALED_DATA_KEY_SIZE:
+        raise ValueError("sealed data key has the wrong size")
+    return header.sealed_data_key + encode_entries(header.entries)
+
+
+def decode_pack_header(payload: bytes) -> PackHeader:
+    sealed = payload[:SEALED_DATA_KEY_SIZE]
+    entries, end = decode_entries(payload, SEALED_DATA_KEY_SIZE)
+    if len(sealed) != SEALED_DATA_KEY_SIZE or end != len(payload):
+        raise ValueError("malformed pack header")
+    return PackHeader(sealed, entries)
+
+
+class PackBuilder:
+    """Accumulates blobs into one reusable buffer; ``finish`` appends the header.
+
+    One builder serves a whole session: the buffer keeps its capacity between packs, so a 32 MiB
+    pack does not mean a fresh 32 MiB allocation each time.
+    """
+
+    def __init__(self, meta: MetaCipher, sealed_data_key: bytes):
+        self._meta = meta
+        self._sealed = sealed_data_key
+        self._buf = bytearray()
+        self._entries: list[BlobEntry] = []
+
+    @property
+    def size(self) -> int:
+        return len(self._buf)
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    def add(self, chunk_id: bytes, blob: bytes, raw_length: int) -> None:
+        self._entries.append(BlobEntry(chunk_id, len(self._buf), len(blob), raw_length))
+        self._buf += blob
+
+    def finish(self) -> tuple[bytes, PackHeader]:
+        """The complete pack bytes and its header; the builder is then empty again."""
+        header = PackHeader(self._sealed, tuple(self._entries))
+        sealed_header = self._meta.encrypt(KIND_PACK_HEADER, encode_pack_header(header))
+        self._buf += sealed_header
+        self._buf += _U32.pack(len(sealed_header))
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._entries = []
+        return data, header
+
+
+def header_length(tail: bytes) -> int:
+    """The header length from a pack's last four bytes."""
+    if len(tail) < 4:
+        raise ValueError("pack shorter than its length field")
+    return int(_U32.unpack_from(tail, len(tail) - 4)[0])
+
+
+def read_pack_header(meta: MetaCipher, pack_tail: bytes) -> PackHeader:
+    """Parse the header from the end of a pack (``pack_tail`` = at least header + 4 bytes).
+
+    ``InvalidTag`` when it does not authenticate, ``ValueError`` when malformed.
+    """
+    length = header_length(pack_tail)
+    if length + 4 > len(pack_tail):
+        raise ValueError("pack header longer than the bytes given")
+    start = len(pack_tail) - 4 - length
+    return decode_pack_header(meta.decrypt(KIND_PACK_HEADER, pack_tail[start:-4]))
+
+
+def check_entries(entries: Iterable[BlobEntry], data_end: int) -> None:
+    """Every blob lies inside the pack's data area."""
+    for e in entries:
+        if e.offset + e.length > data_end or len(e.chunk_id) != ID_SIZE:
+            raise ValueError("pack entry points outside the pack")
+
+
+__all__ = [
+    "BlobEntry",
+    "InvalidTag",
+    "PackBuilder",
+    "PackHeader",
+    "check_entries",
+    "decode_entries",
+    "decode_pack_header",
+    "encode_entries",
+    "encode_pack_header",
+    "header_length",
+    "object_id",
+    "pack_name",
+    "read_pack_header",
+]

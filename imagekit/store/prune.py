@@ -1,0 +1,92 @@
+"""Prune: apply retention, then delete the data no kept image references.
+
+Under an exclusive lock (no ingest runs meanwhile), in the order of ``docs/format.md``: dropped
+manifests, then a new index of the packs still referenced, then the old index objects, then the
+unreferenced packs. A pack is kept whole when any of its chunks is referenced (no repacking: a
+pack holds one writer session's chunks, which tend to live and die together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from imagekit.errors import IntegrityError
+from imagekit.progress import NullProgress, Progress
+from imagekit.store.format import DATA_PREFIX
+from imagekit.store.manifest import StoredImage
+from imagekit.store.pack import pack_name
+from imagekit.store.repository import Repository
+from imagekit.store.retention import RetentionPlan, RetentionPolicy, plan_retention
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    plan: RetentionPlan
+    packs_deleted: int
+    bytes_freed: int
+    packs_kept: int
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        def brief(i: StoredImage) -> dict[str, Any]:
+            s = i.summary()
+            return {"id": s["id"], "name": s["name"], "created": s["created"]}
+
+        return {
+            "dry_run": self.dry_run,
+            "kept": [dict(brief(i), reasons=list(self.plan.reasons[i.id])) for i in self.plan.keep],
+            "dropped": [brief(i) for i in self.plan.drop],
+            "packs_deleted": self.packs_deleted,
+            "packs_kept": self.packs_kept,
+            "bytes_freed": self.bytes_freed,
+        }
+
+
+def prune(
+    repo: Repository,
+    policy: RetentionPolicy,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PruneReport:
+    bar = progress or NullProgress()
+    with repo.lock(exclusive=True):
+        images = repo.list_images()
+        plan = plan_retention(images, policy)
+        index_names = repo.index_names()
+        index = repo.load_index(index_names)
+        referenced: set[bytes] = set()
+        for image in plan.keep:
+            for volume in image.manifest.volumes:
+                referenced.update(cid for _, cid in volume.chunks)
+        unknown = [cid for cid in referenced if cid not in index]
+        if unknown:
+            raise IntegrityError(
+                f"{repo.url}: {len(unknown)} chunks of kept images are in no index; not pruning",
+                hint="run `imagekit store verify`",
+            )
+        listed = {i.name.rsplit("/", 1)[-1]: i.size for i in repo.backend.list(DATA_PREFIX)}
+        keep = [r for r in index.packs.values() if any(e.chunk_id in referenced for e in r.entries)]
+        keep_ids = {r.pack_id for r in keep}
+        # Unindexed packs are garbage here: with the exclusive lock no writer is between its
+        # pack and index uploads, so they are leftovers of a crash.
+        drop = sorted(p for p in listed if p not in keep_ids)
+        freed = sum(listed[p] for p in drop)
+        if not dry_run:
+            bar.start("prune", float(len(plan.drop) + len(drop)))
+            for image in plan.drop:
+                repo.delete_image(image.id)
+                bar.advance(1)
+            new_index = repo.write_index(keep)[0] if keep else None
+            for name in index_names:
+                if name.rsplit("/", 1)[-1] != new_index:
+                    repo.backend.delete(name)
+            for pack_id in drop:
+                repo.backend.delete(pack_name(pack_id))
+                bar.advance(1)
+            bar.finish()
+    return PruneReport(plan, len(drop), freed, len(keep), dry_run)
+
+
+__all__ = ["PruneReport", "RetentionPolicy", "prune"]

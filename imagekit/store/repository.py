@@ -1,0 +1,397 @@
+"""A repository on a backend: init/open, keys, typed reads and writes of every object kind.
+
+Everything above (ingest, restore, verify, prune, copy) goes through ``Repository``; it is the one
+place where authentication failures become ``WrongKey`` or ``IntegrityError`` naming the object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from imagekit.errors import IntegrityError, ObjectNotFound, StoreError, UsageError, WrongKey
+from imagekit.store.backends.base import Backend
+from imagekit.store.crypto import BlobCodec, InvalidTag, MetaCipher, seal, unseal
+from imagekit.store.format import (
+    CONFIG,
+    DATA_PREFIX,
+    IMAGES_PREFIX,
+    INDEX_PREFIX,
+    KEYS_PREFIX,
+    KIND_INDEX,
+    KIND_MANIFEST,
+    REPOSITORY_FORMAT,
+    REPOSITORY_ID_SIZE,
+    REPOSITORY_VERSION,
+)
+from imagekit.store.identity import Identity
+from imagekit.store.index import Index, Location, PackRecord, decode_index, encode_index
+from imagekit.store.keys import (
+    Access,
+    KeySlot,
+    MasterKey,
+    open_with_identity,
+    open_with_passphrase,
+    passphrase_slot,
+    recipient_slot,
+)
+from imagekit.store.locks import RepositoryLock
+from imagekit.store.manifest import ImageManifest, StoredImage, decode_manifest, encode_manifest
+from imagekit.store.pack import header_length, object_id, pack_name, read_pack_header
+
+#: Parallel small reads (index objects, manifests, pack headers): latency-bound, not CPU-bound.
+METADATA_READERS = 8
+#: Most pack headers fit in this tail; longer ones cost a second read.
+PACK_TAIL_GUESS = 64 << 10
+
+
+@dataclass(frozen=True)
+class Config:
+    id: bytes
+    version: int
+
+    def encode(self) -> bytes:
+        doc = {"format": REPOSITORY_FORMAT, "version": self.version, "id": self.id.hex()}
+        return (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
+
+    @staticmethod
+    def decode(data: bytes, where: str) -> Config:
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            if doc.get("format") != REPOSITORY_FORMAT:
+                raise ValueError("not an imagekit repository config")
+            rid = bytes.fromhex(doc["id"])
+            if len(rid) != REPOSITORY_ID_SIZE:
+                raise ValueError("repository id has the wrong length")
+            version = int(doc["version"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"{where}/config: malformed ({exc})") from exc
+        if version != REPOSITORY_VERSION:
+            raise StoreError(
+                f"{where}: repository format version {version} is not supported "
+                f"(this imagekit reads version {REPOSITORY_VERSION})",
+                hint="upgrade imagekit",
+            )
+        return Config(rid, version)
+
+
+class Repository:
+    """An opened repository. Thread-safe for reads and writes of distinct objects."""
+
+    def __init__(self, backend: Backend, config: Config, key: MasterKey):
+        self.backend = backend
+        self.config = config
+        self.key = key
+        chunk_id_key, metadata_key = key.keys()
+        self.chunk_id_key = chunk_id_key
+        self.meta = MetaCipher(metadata_key)
+        self._codecs: dict[bytes, BlobCodec] = {}
+
+    # -- creation and opening -------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        backend: Backend,
+        *,
+        recipients: Sequence[str] = (),
+        passphrase: str | None = None,
+        writers: Sequence[str] = (),
+    ) -> Repository:
+        """Create a repository; readers are ``recipients`` and/or the passphrase."""
+        if not recipients and passphrase is None:
+            raise UsageError("a repository needs at least one --recipient or a --passphrase")
+        if backend.exists(CONFIG):
+            raise UsageError(f"{backend.url}: already holds a repository")
+        config = Config(os.urandom(REPOSITORY_ID_SIZE), REPOSITORY_VERSION)
+        key = MasterKey.generate(config.id)
+        slots = [_slot_for(key, r, "read") for r in recipients]
+        slots += [_slot_for(key, r, "write") for r in writers]
+        if passphrase is not None:
+            slots.append(passphrase_slot(key, passphrase, "read"))
+        # Key slots before config: a config without a slot would be a repository nobody opens.
+        for slot in slots:
+            backend.write(f"{KEYS_PREFIX}{os.urandom(16).hex()}", slot.encode())
+        backend.write(CONFIG, config.encode())
+        return cls(backend, config, key)
+
+    @classmethod
+    def open(
+        cls,
+        backend: Backend,
+        *,
+        identity: Identity | None = None,
+        passphrase: str | None = None,
+    ) -> Repository:
+        config = read_config(backend)
+        if identity is None and passphrase is None:
+            raise UsageError(
+                f"{backend.url}: opening needs an identity (--identity) or a passphrase"
+            )
+        opened: list[MasterKey] = []
+        for name, slot in read_slots(backend):
+            if slot.repository != config.id.hex():
+                raise IntegrityError(f"{backend.url}/{name}: key slot of another repository")
+            try:
+                if identity is not None and slot.type == "x25519":
+                    opened.append(open_with_identity(slot, identity.private))
+                elif passphrase is not None and slot.type == "scrypt":
+                    opened.append(open_with_passphrase(slot, passphrase))
+            except InvalidTag:
+                continue
+            except ValueError as exc:
+                raise IntegrityError(f"{backend.url}/{name}: {exc}") from exc
+            if opened and opened[-1].access == "read":
+                break
+        if not opened:
+            what = "identity" if identity is not None else "passphrase"
+            raise WrongKey(f"{backend.url}: no key slot opens with this {what}")
+        best = max(opened, key=lambda k: k.access == "read")
+        return cls(backend, config, best)
+
+    # -- objects ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def where(self, name: str) -> str:
+        return f"{self.backend.url}/{name}"
+
+    def read_meta(self, kind: bytes, name: str) -> bytes:
+        data = self.backend.read(name)
+        if object_id(data) != name.rsplit("/", 1)[-1]:
+            raise IntegrityError(f"{self.where(name)}: content does not match its name")
+        try:
+            return self.meta.decrypt(kind, data)
+        except InvalidTag as exc:
+            raise IntegrityError(f"{self.where(name)}: failed authentication") from exc
+
+    def write_meta(self, kind: bytes, prefix: str, payload: bytes) -> tuple[str, int]:
+        """Encrypt and write a content-addressed object; return (its id, bytes written)."""
+        data = self.meta.encrypt(kind, payload)
+        oid = object_id(data)
+        self.backend.write(f"{prefix}{oid}", data)
+        return oid, len(data)
+
+    def write_pack(self, data: bytes) -> str:
+        pid = object_id(data)
+        self.backend.write(pack_name(pid), data)
+        return pid
+
+    def pack_ids(self) -> set[str]:
+        return {info.name.rsplit("/", 1)[-1] for info in self.backend.list(DATA_PREFIX)}
+
+    # -- index -----------------------------------------------------------------------------
+
+    def index_names(self) -> list[str]:
+        return [info.name for info in self.backend.list(INDEX_PREFIX)]
+
+    def read_index(self, name: str) -> list[PackRecord]:
+        try:
+            return decode_index(self.read_meta(KIND_INDEX, name))
+        except ValueError as exc:
+            raise IntegrityError(f"{self.where(name)}: {exc}") from exc
+
+    def load_index(self, names: Sequence[str] | None = None) -> Index:
+        names = self.index_names() if names is None else names
+        with ThreadPoolExecutor(METADATA_READERS) as pool:
+            parts = list(pool.map(self.read_index, names))
+        return Index(r for part in parts for r in part)
+
+    def write_index(self, records: Sequence[PackRecord]) -> tuple[str, int]:
+        return self.write_meta(KIND_INDEX, INDEX_PREFIX, encode_index(records))
+
+    def read_pack_record(self, pack_id: str) -> PackRecord:
+        """Rebuild a pack's index record from its header (crash recovery, verify)."""
+        name = pack_name(pack_id)
+        size = self.backend.stat(name).size
+        tail = self.backend.read(name, max(0, size - PACK_TAIL_GUESS))
+        try:
+            need = header_length(tail) + 4
+            if need > len(tail):
+                if need > size:
+                    raise ValueError("header length exceeds the pack")
+                tail = self.backend.read(name, size - need)
+            header = read_pack_header(self.meta, tail)
+            for e in header.entries:
+                if e.offset + e.length > size - need:
+                    raise ValueError("an entry points outside the pack")
+        except InvalidTag as exc:
+            raise IntegrityError(f"{self.where(name)}: pack header failed authentication") from exc
+        except ValueError as exc:
+            raise IntegrityError(f"{self.where(name)}: {exc}") from exc
+        return PackRecord(pack_id, header.sealed_data_key, header.entries)
+
+    def index_unindexed_packs(self, index: Index) -> list[PackRecord]:
+        """Index packs a crashed writer uploaded but never indexed; they are then reused."""
+        missing = sorted(self.pack_ids() - set(index.packs))
+        if not missing:
+            return []
+        with ThreadPoolExecutor(METADATA_READERS) as pool:
+            records = list(pool.map(self.read_pack_record, missing))
+        self.write_index(records)
+        for r in records:
+            index.add(r)
+        return records
+
+    # -- data ------------------------------------------------------------------------------
+
+    def new_sealed_data_key(self) -> tuple[bytes, bytes]:
+        """A fresh session data key and its seal to the read key."""
+        data_key = os.urandom(32)
+        return data_key, seal(self.key.read_public, data_key, self.config.id)
+
+    def codec_for(self, sealed_data_key: bytes, where: str) -> BlobCodec:
+        """The blob codec of a pack's data key; only a reader can open it."""
+        codec = self._codecs.get(sealed_data_key)
+        if codec is not None:
+            return codec
+        private: X25519PrivateKey | None = self.key.read_private
+        if private is None:
+            raise WrongKey(
+                f"{self.url}: this key is write-only; it cannot decrypt data ({where})",
+                hint="use an identity or passphrase with read access",
+            )
+        try:
+            data_key = unseal(private, sealed_data_key, self.config.id)
+        except InvalidTag as exc:
+            raise IntegrityError(f"{where}: data key failed authentication") from exc
+        codec = BlobCodec(self.chunk_id_key, data_key)
+        self._codecs[sealed_data_key] = codec
+        return codec
+
+    def decode_blob(self, loc: Location, chunk_id: bytes, blob: bytes | memoryview) -> bytes:
+        where = f"{self.where(pack_name(loc.pack_id))} chunk {chunk_id.hex()[:16]}"
+        codec = self.codec_for(loc.sealed_data_key, where)
+        try:
+            data = codec.decode(chunk_id, blob)
+        except InvalidTag as exc:
+            raise IntegrityError(f"{where}: failed authentication") from exc
+        if len(data) != loc.raw_length:
+            raise IntegrityError(f"{where}: has {len(data)} bytes, index says {loc.raw_length}")
+        return data
+
+    def read_chunk(self, loc: Location, chunk_id: bytes) -> bytes:
+        blob = self.backend.read(pack_name(loc.pack_id), loc.offset, loc.length)
+        if len(blob) != loc.length:
+            raise IntegrityError(f"{self.where(pack_name(loc.pack_id))}: truncated blob")
+        return self.decode_blob(loc, chunk_id, blob)
+
+    # -- images ----------------------------------------------------------------------------
+
+    def write_image(self, manifest: ImageManifest) -> tuple[StoredImage, int]:
+        oid, size = self.write_meta(KIND_MANIFEST, IMAGES_PREFIX, encode_manifest(manifest))
+        return StoredImage(oid, manifest), size
+
+    def load_image(self, image_id: str) -> StoredImage:
+        name = f"{IMAGES_PREFIX}{image_id}"
+        try:
+            return StoredImage(image_id, decode_manifest(self.read_meta(KIND_MANIFEST, name)))
+        except ValueError as exc:
+            raise IntegrityError(f"{self.where(name)}: {exc}") from exc
+
+    def image_ids(self) -> list[str]:
+        return [info.name[len(IMAGES_PREFIX) :] for info in self.backend.list(IMAGES_PREFIX)]
+
+    def list_images(self) -> list[StoredImage]:
+        """Every image, oldest first."""
+        with ThreadPoolExecutor(METADATA_READERS) as pool:
+            images = list(pool.map(self.load_image, self.image_ids()))
+        return sorted(images, key=lambda i: (i.manifest.created, i.id))
+
+    def resolve(self, ref: str, images: Sequence[StoredImage] | None = None) -> StoredImage:
+        """An image by id, unique id prefix, or name (the newest of that name)."""
+        images = self.list_images() if images is None else images
+        by_id = [i for i in images if i.id.startswith(ref.lower())] if ref else []
+        if len(by_id) == 1:
+            return by_id[0]
+        by_name = [i for i in images if i.manifest.name == ref]
+        if by_name:
+            return by_name[-1]
+        if len(by_id) > 1:
+            raise UsageError(f"image id prefix {ref!r} is ambiguous ({len(by_id)} images)")
+        raise ObjectNotFound(f"{self.url}: no image with id or name {ref!r}")
+
+    def delete_image(self, image_id: str) -> None:
+        self.backend.delete(f"{IMAGES_PREFIX}{image_id}")
+
+    # -- keys and locks ---------------------------------------------------------------------
+
+    def add_slot(self, slot: KeySlot) -> str:
+        name = f"{KEYS_PREFIX}{os.urandom(16).hex()}"
+        self.backend.write(name, slot.encode())
+        return name
+
+    def add_recipient(self, recipient: str, access: Access) -> str:
+        if access == "read" and self.key.read_private is None:
+            raise WrongKey(f"{self.url}: a write-only key cannot grant read access")
+        return self.add_slot(_slot_for(self.key, recipient, access))
+
+    def add_passphrase(self, passphrase: str, access: Access) -> str:
+        if access == "read" and self.key.read_private is None:
+            raise WrongKey(f"{self.url}: a write-only key cannot grant read access")
+        return self.add_slot(passphrase_slot(self.key, passphrase, access))
+
+    def remove_recipient(self, recipient: str) -> list[str]:
+        """Delete the slots of ``recipient``; refuse to remove the last read slot."""
+        slots = read_slots(self.backend)
+        gone = [name for name, s in slots if s.recipient == recipient]
+        if not gone:
+            raise ObjectNotFound(f"{self.url}: no key slot for recipient {recipient}")
+        readers_left = [n for n, s in slots if s.access == "read" and n not in gone]
+        if not readers_left:
+            raise UsageError(f"{self.url}: refusing to remove the last key slot with read access")
+        for name in gone:
+            self.backend.delete(name)
+        return gone
+
+    @contextmanager
+    def lock(self, *, exclusive: bool = False) -> Iterator[RepositoryLock]:
+        with RepositoryLock(self.backend, self.meta, exclusive=exclusive) as held:
+            yield held
+
+
+def _slot_for(key: MasterKey, recipient: str, access: Access) -> KeySlot:
+    try:
+        return recipient_slot(key, recipient, access)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def read_config(backend: Backend) -> Config:
+    try:
+        data = backend.read(CONFIG)
+    except ObjectNotFound as exc:
+        raise ObjectNotFound(
+            f"{backend.url}: no repository here (no config object)",
+            hint="create one with `imagekit store init`",
+        ) from exc
+    return Config.decode(data, backend.url)
+
+
+def read_slots(backend: Backend) -> list[tuple[str, KeySlot]]:
+    slots = []
+    for info in backend.list(KEYS_PREFIX):
+        try:
+            slots.append((info.name, KeySlot.decode(backend.read(info.name))))
+        except ValueError as exc:
+            raise IntegrityError(f"{backend.url}/{info.name}: {exc}") from exc
+    return slots
+
+
+def describe_slots(backend: Backend) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "type": s.type, "access": s.access, "recipient": s.recipient}
+        for n, s in read_slots(backend)
+    ]
+
+
+__all__ = ["Config", "Repository", "describe_slots", "read_config", "read_slots"]

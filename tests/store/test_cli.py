@@ -1,0 +1,159 @@
+"""Store commands end to end on the local backend: the JSON shapes other tools script against."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import imagekit.cli.store_cmds  # noqa: F401  (registers the commands on the root group)
+from imagekit.cli.app import main
+from tests.store.helpers import allocated, make_disk
+
+SIZE = 6 << 20
+
+
+class Cli:
+    def __init__(self, capsys: pytest.CaptureFixture[str]):
+        self.capsys = capsys
+
+    def __call__(self, *args: str, code: int = 0) -> str:
+        self.capsys.readouterr()
+        status = main([str(a) for a in args])
+        out, err = self.capsys.readouterr()
+        assert status == code, f"exit {status}: {err}"
+        self.err = err
+        return out
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json"))
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setenv("IMAGEKIT_PASSPHRASE", "correct horse")
+    monkeypatch.delenv("IMAGEKIT_IDENTITY", raising=False)
+    return Cli(capsys)
+
+
+@pytest.fixture
+def keys(run: Cli, tmp_path: Path) -> dict[str, Any]:
+    reader, writer = tmp_path / "reader.key", tmp_path / "writer.key"
+    return {
+        "reader": reader,
+        "reader_r": run("key", "generate", "-o", reader).strip(),
+        "writer": writer,
+        "writer_r": run("key", "generate", "-o", writer).strip(),
+    }
+
+
+def test_round_trip_through_the_cli(run: Cli, keys: dict[str, Any], tmp_path: Path) -> None:
+    store = tmp_path / "repo"
+    assert keys["reader_r"].startswith("ikr1")
+    init = run.json(
+        "store", "init", store, "--recipient", keys["reader_r"], "--writer", keys["writer_r"]
+    )
+    assert set(init) == {"id", "key_slots", "url"} and init["key_slots"] == 2
+
+    disk = make_disk(tmp_path / "disk.raw", SIZE, data_chunks=8)
+    result = run.json(
+        "ingest", disk, "--store", store, "--name", "web", "--identity", keys["writer"]
+    )
+    assert {"id", "name", "volumes", "bytes_read", "bytes_uploaded"} <= set(result)
+    assert result["name"] == "web"
+    assert result["volumes"][0]["virtual_size"] == SIZE
+    assert 0 < result["bytes_read"] < SIZE and result["bytes_uploaded"] > 0
+
+    listed = run.json("images", "--store", store, "--identity", keys["reader"])
+    assert [i["id"] for i in listed] == [result["id"]]
+    assert {"id", "name", "created", "source", "volumes", "stored_size"} <= set(listed[0])
+    assert "web" in run("images", "--store", store, "--identity", keys["reader"])
+
+    # The export host's identity cannot restore: WrongKey, exit 2, one line naming the object.
+    run(
+        "restore",
+        "web",
+        "--store",
+        store,
+        "--identity",
+        keys["writer"],
+        "-o",
+        tmp_path / "x.raw",
+        code=2,
+    )
+    assert "write-only" in run.err and "data/" in run.err and len(run.err.splitlines()) == 1
+
+    out = tmp_path / "out.raw"
+    restored = run.json(
+        "restore", result["id"][:8], "--store", store, "--identity", keys["reader"], "-o", out
+    )
+    assert restored["files"][0]["path"] == str(out)
+    assert filecmp.cmp(disk, out, shallow=False) and allocated(out) <= allocated(disk)
+
+    report = run.json("store", "verify", store, "--identity", keys["reader"], "--read-data")
+    assert report["ok"] and report["chunks_read"] > 0
+    assert run.json("store", "verify", store, "--keyless")["ok"]
+
+
+def test_wrong_passphrase_and_missing_store(
+    run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "repo"
+    run("store", "init", store, "--passphrase")
+    monkeypatch.setenv("IMAGEKIT_PASSPHRASE", "wrong")
+    run("images", "--store", store, code=2)
+    assert "no key slot opens" in run.err
+    run("images", "--store", tmp_path / "nothing", code=1)
+    assert "no repository" in run.err
+
+
+def test_prune_and_copy_commands(run: Cli, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    run("store", "init", src, "--passphrase")
+    run("store", "init", dst, "--passphrase")
+    ids = []
+    for seed in (1, 2, 3):
+        disk = make_disk(tmp_path / f"d{seed}.raw", SIZE, seed=seed)
+        ids.append(run.json("ingest", disk, "--store", src, "--name", "web")["id"])
+    copied = run.json("store", "copy", src, dst, "web")
+    assert [c["source_id"] for c in copied["copied"]] == [ids[-1]]
+    assert copied["bytes_uploaded"] > 0
+
+    dry = run.json("store", "prune", src, "--keep-last", "1", "--dry-run")
+    assert dry["dry_run"] and len(dry["dropped"]) == 2
+    assert len(run.json("images", "--store", src)) == 3
+    done = run.json("store", "prune", src, "--keep-last", "1")
+    assert [k["id"] for k in done["kept"]] == [ids[-1]]
+    assert [i["id"] for i in run.json("images", "--store", src)] == [ids[-1]]
+    run("store", "prune", src, code=2)  # no policy: refused
+
+
+def test_key_add_and_remove(run: Cli, keys: dict[str, Any], tmp_path: Path) -> None:
+    store = tmp_path / "repo"
+    run("store", "init", store, "--passphrase")
+    run("key", "add", store, "--recipient", keys["reader_r"])
+    slots = run.json("key", "list", store)
+    assert sorted(s["type"] for s in slots) == ["scrypt", "x25519"]
+    assert run.json("images", "--store", store, "--identity", keys["reader"]) == []
+    run("key", "remove", store, "--recipient", keys["reader_r"])
+    run("images", "--store", store, "--identity", keys["reader"], code=2)
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (qemu-utils)")
+def test_qcow2_in_and_out(run: Cli, tmp_path: Path) -> None:
+    store = tmp_path / "repo"
+    run("store", "init", store, "--passphrase")
+    raw = make_disk(tmp_path / "disk.raw", SIZE)
+    qcow = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow], check=True)
+    result = run.json("ingest", qcow, "--store", store, "--name", "q")
+    assert result["volumes"][0]["virtual_size"] == SIZE
+    out = tmp_path / "out.qcow2"
+    run("restore", "q", "--store", store, "-o", out, "--format", "qcow2")
+    compare = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out])
+    assert compare.returncode == 0
