@@ -65,18 +65,32 @@ def _check(sample: Sample) -> Sample:
 def bench_imagekit(day1: Path, day2: Path, root: Path) -> Row:
     exe = str(Path(sys.executable).parent / "imagekit")
     env = {"IMAGEKIT_PASSPHRASE": PASS}
-    repo, ident = root / "repo", root / "id.key"
-    # The export host's view: the store is initialised for a recipient (public key) only.
-    keygen = subprocess.run(
-        [exe, "key", "generate", "-o", str(ident)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    recipient = keygen.stdout.strip().splitlines()[-1]
-    _check(run("imagekit init", [exe, "store", "init", str(repo), "--recipient", recipient], env))
-    ingest = [exe, "ingest", "--store", str(repo), "--name", "bench"]
+    repo, ident, writer = root / "repo", root / "id.key", root / "writer.key"
+
+    def keygen(path: Path) -> str:
+        out = subprocess.run(
+            [exe, "key", "generate", "-o", str(path)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    # The nightly-export shape: the export host holds a write-only identity; only the
+    # restore side holds the identity that reads data.
+    init = [
+        exe,
+        "store",
+        "init",
+        str(repo),
+        "--recipient",
+        keygen(ident),
+        "--writer",
+        keygen(writer),
+    ]
+    _check(run("imagekit init", init, env))
+    ingest = [exe, "ingest", "--store", str(repo), "--identity", str(writer), "--name", "bench"]
     disk = _link(day1, root / "work")
     full = _check(run("imagekit ingest day 1", [*ingest, str(disk)], env))
     before = tree_bytes(repo)
