@@ -9,52 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from imagekit.cli.app import cli
+from imagekit.cli.common import identity_option, open_backend, open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import IntegrityError, UsageError
-from imagekit.store.backends.base import Backend
-from imagekit.store.identity import Identity, env_or_prompt, read_identity, write_identity
+from imagekit.store.identity import Identity, env_or_prompt, write_identity
 from imagekit.store.keys import Access
 from imagekit.store.repository import Repository, describe_slots
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where ``key add --passphrase`` reads the new passphrase when not prompting.
 NEW_PASSPHRASE_ENV = "IMAGEKIT_NEW_PASSPHRASE"
 
 FORMATS = ["raw", "qcow2", "vmdk", "vhd-azure", "vhdx", "gce"]
-
-
-def _identity_option(f: F) -> F:
-    return click.option(
-        "--identity",
-        "identity_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        envvar="IMAGEKIT_IDENTITY",
-        help="Identity file (else the repository passphrase is used). Env: IMAGEKIT_IDENTITY.",
-    )(f)
-
-
-def _backend(url: str) -> Backend:
-    from imagekit.store.backends.registry import open_backend
-
-    return open_backend(url)
-
-
-@contextlib.contextmanager
-def _open(url: str, identity_path: Path | None) -> Iterator[Repository]:
-    with _backend(url) as backend:
-        if identity_path is not None:
-            yield Repository.open(backend, identity=read_identity(identity_path))
-        else:
-            passphrase = env_or_prompt(f"passphrase for {backend.url}", False)
-            yield Repository.open(backend, passphrase=passphrase)
 
 
 def _size(n: int) -> str:
@@ -89,7 +60,7 @@ def key_generate(path: Path, force: bool) -> None:
 @click.option("--recipient", help="Recipient (ikr1…) to grant access.")
 @click.option("--passphrase", "use_passphrase", is_flag=True, help="Add a passphrase slot.")
 @click.option("--write-only", is_flag=True, help="Grant adding images only (export hosts).")
-@_identity_option
+@identity_option
 def key_add(
     store: str,
     recipient: str | None,
@@ -101,7 +72,7 @@ def key_add(
     if (recipient is None) == (not use_passphrase):
         raise UsageError("give exactly one of --recipient or --passphrase")
     access: Access = "write" if write_only else "read"
-    with _open(store, identity_path) as repo:
+    with open_repository(store, identity_path) as repo:
         if recipient is not None:
             name = repo.add_recipient(recipient, access)
         else:
@@ -115,10 +86,10 @@ def key_add(
 @key.command("remove")
 @click.argument("store")
 @click.option("--recipient", required=True, help="Recipient (ikr1…) whose slots to delete.")
-@_identity_option
+@identity_option
 def key_remove(store: str, recipient: str, identity_path: Path | None) -> None:
     """Remove a recipient's key slots (the data is not re-encrypted; see docs/format.md)."""
-    with _open(store, identity_path) as repo:
+    with open_repository(store, identity_path) as repo:
         gone = repo.remove_recipient(recipient)
     note(f"removed {len(gone)} key slot(s)")
 
@@ -128,7 +99,7 @@ def key_remove(store: str, recipient: str, identity_path: Path | None) -> None:
 @json_option
 def key_list(store: str, as_json: bool) -> None:
     """List the key slots of STORE (needs no key)."""
-    with _backend(store) as backend:
+    with open_backend(store) as backend:
         slots = describe_slots(backend)
     emit(
         slots,
@@ -162,7 +133,7 @@ def store_init(
     if not recipients and not use_passphrase:
         raise UsageError("give at least one --recipient, or --passphrase")
     passphrase = env_or_prompt("new repository passphrase", True) if use_passphrase else None
-    with _backend(store_url) as backend:
+    with open_backend(store_url) as backend:
         repo = Repository.init(
             backend, recipients=recipients, passphrase=passphrase, writers=writers
         )
@@ -178,7 +149,7 @@ def store_init(
 @click.argument("store_url", metavar="STORE")
 @click.option("--read-data", is_flag=True, help="Fetch, decrypt and check every chunk.")
 @click.option("--keyless", is_flag=True, help="Check only what needs no key.")
-@_identity_option
+@identity_option
 @json_option
 def store_verify(
     store_url: str, read_data: bool, keyless: bool, identity_path: Path | None, as_json: bool
@@ -187,10 +158,10 @@ def store_verify(
     from imagekit.store.verify import verify, verify_keyless
 
     if keyless:
-        with _backend(store_url) as backend:
+        with open_backend(store_url) as backend:
             report = verify_keyless(backend)
     else:
-        with _open(store_url, identity_path) as repo, progress_bar() as bar:
+        with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
             report = verify(repo, read_data=read_data, progress=bar)
     emit(
         report.as_dict(),
@@ -216,7 +187,7 @@ def store_verify(
 @click.option("--keep-weekly", default=0, show_default=True, help="Newest per ISO week, N weeks.")
 @click.option("--keep-monthly", default=0, show_default=True, help="Newest per month, N months.")
 @click.option("--dry-run", is_flag=True, help="Show what would go; delete nothing.")
-@_identity_option
+@identity_option
 @json_option
 def store_prune(
     store_url: str,
@@ -234,7 +205,7 @@ def store_prune(
     policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly)
     if policy.empty:
         raise UsageError("give at least one --keep-* option (an empty policy would keep all)")
-    with _open(store_url, identity_path) as repo, progress_bar() as bar:
+    with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
         report = prune(repo, policy, dry_run=dry_run, progress=bar)
     emit(
         report.as_dict(),
@@ -251,7 +222,7 @@ def store_prune(
 @click.argument("src_url", metavar="SRC")
 @click.argument("dst_url", metavar="DST")
 @click.argument("refs", nargs=-1)
-@_identity_option
+@identity_option
 @click.option(
     "--dst-identity",
     "dst_identity_path",
@@ -271,8 +242,8 @@ def store_copy(
     from imagekit.store.copy import copy_images
 
     with (
-        _open(src_url, identity_path) as src,
-        _open(dst_url, dst_identity_path or identity_path) as dst,
+        open_repository(src_url, identity_path) as src,
+        open_repository(dst_url, dst_identity_path or identity_path) as dst,
         progress_bar() as bar,
     ):
         report = copy_images(src, dst, refs, progress=bar)
@@ -298,7 +269,7 @@ def store_copy(
     "--source-format", help="Disk format (raw, qcow2, vmdk, vpc, vhdx); probed if omitted."
 )
 @click.option("--meta", "meta", multiple=True, help="KEY=VALUE metadata (repeatable).")
-@_identity_option
+@identity_option
 @json_option
 def ingest(
     disks: tuple[Path, ...],
@@ -320,7 +291,7 @@ def ingest(
         if not sep or not k:
             raise UsageError(f"--meta {item!r}: expected KEY=VALUE")
         metadata[k] = v
-    with _open(store_url, identity_path) as repo, contextlib.ExitStack() as stack:
+    with open_repository(store_url, identity_path) as repo, contextlib.ExitStack() as stack:
         sources = [
             stack.enter_context(
                 open_disk(
@@ -350,11 +321,11 @@ def ingest(
 
 @cli.command()
 @click.option("--store", "store_url", required=True, help="Repository URL or path.")
-@_identity_option
+@identity_option
 @json_option
 def images(store_url: str, identity_path: Path | None, as_json: bool) -> None:
     """List the images in a repository, oldest first."""
-    with _open(store_url, identity_path) as repo:
+    with open_repository(store_url, identity_path) as repo:
         found = [i.summary() for i in repo.list_images()]
 
     def human(rows: list[dict[str, Any]]) -> str:
@@ -375,7 +346,7 @@ def images(store_url: str, identity_path: Path | None, as_json: bool) -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default="raw", show_default=True, type=click.Choice(FORMATS))
 @click.option("--force", is_flag=True, help="Replace existing outputs.")
-@_identity_option
+@identity_option
 @json_option
 def restore(
     ref: str,
@@ -389,7 +360,7 @@ def restore(
     """Restore image REF (id, id prefix, or name → newest) to OUT (a directory if multi-volume)."""
     from imagekit.store.restore import restore as run_restore
 
-    with _open(store_url, identity_path) as repo:
+    with open_repository(store_url, identity_path) as repo:
         image = repo.resolve(ref)
         with progress_bar() as bar:
             files = run_restore(repo, image, out, fmt=fmt, force=force, progress=bar)

@@ -1,0 +1,43 @@
+"""Options and helpers shared by several command modules (one place for how a store is opened)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from imagekit.store.backends.base import Backend
+from imagekit.store.identity import env_or_prompt, read_identity
+from imagekit.store.repository import Repository
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def identity_option(f: F) -> F:
+    return click.option(
+        "--identity",
+        "identity_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="IMAGEKIT_IDENTITY",
+        help="Identity file (else the repository passphrase is used). Env: IMAGEKIT_IDENTITY.",
+    )(f)
+
+
+def open_backend(url: str) -> Backend:
+    from imagekit.store.backends.registry import open_backend as _open_backend
+
+    return _open_backend(url)
+
+
+@contextlib.contextmanager
+def open_repository(url: str, identity_path: Path | None) -> Iterator[Repository]:
+    """The repository at ``url``, unlocked with the identity file or else the passphrase."""
+    with open_backend(url) as backend:
+        if identity_path is not None:
+            yield Repository.open(backend, identity=read_identity(identity_path))
+        else:
+            passphrase = env_or_prompt(f"passphrase for {backend.url}", False)
+            yield Repository.open(backend, passphrase=passphrase)
