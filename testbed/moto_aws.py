@@ -186,6 +186,10 @@ class MotoAWS:
         """How long a NextToken stays valid (AWS: 3600 s); tests shorten it to force expiry."""
         self._control("POST", "config", {"page_token_ttl": seconds})
 
+    def set_page_cap(self, entries: int | None) -> None:
+        """At most ``entries`` blocks per List*Blocks page (None: only MaxResults limits)."""
+        self._control("POST", "config", {"page_cap": entries})
+
     def set_snapshot_state(
         self,
         snapshot_id: str,

@@ -11,7 +11,8 @@ of moto's WSGI app:
   ``access_denied``, ``delay``.
 - ``GET /_testbed/counters`` → ``{"requests": {"GetSnapshotBlock": 12, …}, "faulted": {…}}``
   (every request that reached moto, faulted or not); ``DELETE`` resets them.
-- ``POST /_testbed/config`` ``{"page_token_ttl": 0.5}`` — NextToken lifetime in seconds
+- ``POST /_testbed/config`` ``{"page_token_ttl": 0.5}`` — NextToken lifetime in seconds;
+  ``{"page_cap": 100}`` — at most this many entries per List*Blocks page
   (default from ``TESTBED_PAGE_TOKEN_TTL``, else AWS's 3600).
 - ``POST /_testbed/snapshots/<id>`` ``{"state": "error", "encrypted": true, "kms_key_id": "arn…",
   "kms_decrypt": false}`` — put a snapshot into a state a test needs.
@@ -49,6 +50,9 @@ FAULT_KINDS: dict[str, tuple[str, str, int]] = {
     "access_denied": ("AccessDeniedException", "UnauthorizedOperation", 403),
 }
 
+#: Kinds that let the request through: slowed down, or answered with a damaged body.
+PASS_THROUGH_KINDS = ("delay", "corrupt")
+
 # The IAM service prefix each moto service name answers to, for AccessDenied messages.
 IAM_PREFIX = {"ebs": "ebs", "ec2": "ec2", "kms": "kms", "s3": "s3"}
 
@@ -58,6 +62,9 @@ class Settings:
     page_token_ttl: float = field(
         default_factory=lambda: float(os.environ.get(PAGE_TOKEN_TTL_ENV, PAGE_TOKEN_TTL_SECONDS))
     )
+    #: Largest page the server returns whatever MaxResults asks: AWS documents MaxResults as an
+    #: upper bound only, so a client must follow NextToken; tests lower this to see many pages.
+    page_cap: int | None = None
 
 
 @dataclass
@@ -89,8 +96,10 @@ _faulted: Counter[str] = Counter()
 
 def add_fault(spec: dict[str, Any]) -> Fault:
     kind = str(spec.get("kind", "throttle"))
-    if kind not in FAULT_KINDS and kind != "delay":
-        raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)} and 'delay'")
+    if kind not in FAULT_KINDS and kind not in PASS_THROUGH_KINDS:
+        raise ValueError(
+            f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)} and {PASS_THROUGH_KINDS}"
+        )
     if not spec.get("action"):
         raise ValueError("a fault needs the API action it applies to, e.g. 'GetSnapshotBlock'")
     fault = Fault(
@@ -188,12 +197,27 @@ def call_action_with_faults_and_counters(self: BaseResponse) -> TYPE_RESPONSE:
     """Every AWS request passes here: count it by action, then fail or delay it if asked to."""
     action = self._get_action()
     fault = take_fault(action, self.path)
-    if fault is not None:
-        if fault.kind == "delay":
-            time.sleep(fault.delay)
-        else:
-            return render_fault(self, fault, action)
-    return _original_call_action(self)
+    if fault is None:
+        return _original_call_action(self)
+    if fault.kind == "delay":
+        time.sleep(fault.delay)
+        return _original_call_action(self)
+    if fault.kind == "corrupt":
+        return _corrupt_body(_original_call_action(self))
+    return render_fault(self, fault, action)
+
+
+def _corrupt_body(answer: TYPE_RESPONSE) -> TYPE_RESPONSE:
+    """The real answer with one byte of its body flipped and its headers (checksum) kept.
+
+    The body of GetSnapshotBlock is not covered by the signature (AWS EBS direct API docs): a
+    corrupted transfer looks exactly like this to a client, and only x-amz-Checksum can tell.
+    """
+    status, headers, body = answer
+    data = bytearray(body.encode("latin-1") if isinstance(body, str) else bytes(body))
+    if data:
+        data[len(data) // 2] ^= 0xFF
+    return status, headers, bytes(data)
 
 
 def apply() -> None:
@@ -254,7 +278,10 @@ class ControlMiddleware:
         if route == "config":
             if method == "POST" and "page_token_ttl" in spec:
                 SETTINGS.page_token_ttl = float(spec["page_token_ttl"])
-            return 200, {"page_token_ttl": SETTINGS.page_token_ttl}
+            if method == "POST" and "page_cap" in spec:
+                cap = spec["page_cap"]
+                SETTINGS.page_cap = None if cap is None else int(cap)
+            return 200, {"page_token_ttl": SETTINGS.page_token_ttl, "page_cap": SETTINGS.page_cap}
         if route.startswith("snapshots/") and method == "POST":
             from .snapshot_states import set_snapshot_state
 
@@ -266,5 +293,6 @@ class ControlMiddleware:
             clear_faults()
             reset_counters()
             SETTINGS.page_token_ttl = Settings().page_token_ttl
+            SETTINGS.page_cap = None
             return 200, {}
         return 404, {"error": f"no control endpoint {method} {self.PREFIX}{route}"}

@@ -238,6 +238,19 @@ def get_snapshot_block_with_checksum(self: EBSResponse) -> TYPE_RESPONSE:
     return 200, headers, data
 
 
+def _page_size(self: EBSResponse) -> int | None:
+    """The client's MaxResults (validated by the model), lowered to the test's page cap if set."""
+    requested = _query_int(self, "maxResults")
+    cap = control.SETTINGS.page_cap
+    if cap is None:
+        return requested
+    if requested is None:
+        return cap
+    if 100 <= requested <= 10_000:  # out-of-range values go on to the model, which refuses them
+        return min(requested, cap)
+    return requested
+
+
 @_aws_errors
 def list_snapshot_blocks_paginated_sorted(self: EBSResponse) -> TYPE_RESPONSE:
     """ListSnapshotBlocks: sorted by index, MaxResults / NextToken / StartingBlockIndex honoured."""
@@ -246,7 +259,7 @@ def list_snapshot_blocks_paginated_sorted(self: EBSResponse) -> TYPE_RESPONSE:
     listing = _state(self).list_blocks(
         snapshot_id,
         next_token=_query_str(self, "pageToken"),
-        max_results=_query_int(self, "maxResults"),
+        max_results=_page_size(self),
         starting_index=_query_int(self, "startingBlockIndex"),
         principal_arn=_principal(self),
         token_ttl=control.SETTINGS.page_token_ttl,
@@ -265,7 +278,7 @@ def list_changed_blocks_union_and_lineage(self: EBSResponse) -> TYPE_RESPONSE:
         first_id,
         second_id,
         next_token=_query_str(self, "pageToken"),
-        max_results=_query_int(self, "maxResults"),
+        max_results=_page_size(self),
         starting_index=_query_int(self, "startingBlockIndex"),
         principal_arn=_principal(self),
         token_ttl=control.SETTINGS.page_token_ttl,

@@ -1,0 +1,212 @@
+"""Boot commands: ``boot``, ``teardown``, ``runs``, ``providers``.
+
+Runs are recorded under the state directory (``--state-dir`` or ``IMAGEKIT_STATE_DIR``, default
+``~/.local/state/imagekit``), so ``teardown`` works from any shell. The store is opened as by
+the store commands: ``--identity FILE`` (or ``IMAGEKIT_IDENTITY``), else the repository
+passphrase (``IMAGEKIT_PASSPHRASE`` or a prompt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from imagekit.cli.app import cli
+from imagekit.cli.output import emit, json_option, note, progress_bar
+from imagekit.errors import UsageError
+from imagekit.providers.runs import STATE_ENV, RunRecord, RunStore
+from imagekit.store.identity import env_or_prompt, read_identity
+from imagekit.store.repository import Repository
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _state_option(f: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar=STATE_ENV,
+        help=f"Where runs are recorded (default ~/.local/state/imagekit). Env: {STATE_ENV}.",
+    )(f)
+
+
+@contextlib.contextmanager
+def _open_store(url: str, identity_path: Path | None) -> Iterator[Repository]:
+    from imagekit.store.backends.registry import open_backend
+
+    with open_backend(url) as backend:
+        if identity_path is not None:
+            yield Repository.open(backend, identity=read_identity(identity_path))
+        else:
+            passphrase = env_or_prompt(f"passphrase for {backend.url}", False)
+            yield Repository.open(backend, passphrase=passphrase)
+
+
+def _settings(pairs: tuple[str, ...]) -> dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--setting {pair!r}: expected KEY=VALUE")
+        settings[key] = value
+    return settings
+
+
+def _endpoints(record: RunRecord) -> list[str]:
+    lines = []
+    for node in record.nodes:
+        where = ", ".join(f"{e.guest_port} → {e}" for e in node.endpoints) or "(no endpoints)"
+        lines.append(f"  {node.name}: {where}")
+    return lines
+
+
+def _boot_text(result: dict[str, Any], record: RunRecord) -> str:
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in record.stages.items())
+    total = sum(record.stages.values())
+    lines = [f"run {record.run_id}: {record.status}", *_endpoints(record)]
+    lines.append(f"  stages: {stages} (total {total:.1f} s)")
+    lines += [f"  note: {n}" for n in record.notes]
+    lines.append(f"  ssh key: {result['ssh_key']}")
+    lines.append(f"tear down with: imagekit teardown {record.run_id}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--store", "store_url", required=True, help="Repository URL or path.")
+@click.option(
+    "--identity",
+    "identity_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="IMAGEKIT_IDENTITY",
+    help="Identity file (else the repository passphrase). Env: IMAGEKIT_IDENTITY.",
+)
+@click.option("--provider", "provider_name", default="local", show_default=True)
+@click.option("--setting", "setting_pairs", multiple=True, help="Provider KEY=VALUE (repeatable).")
+@click.option("--count", default=1, show_default=True, help="Number of nodes.")
+@click.option("--size", help="Provider size, or an AWS instance type to map (default: image's).")
+@click.option(
+    "--user-data", type=click.Path(path_type=Path, dir_okay=False), help="User-data file."
+)
+@click.option("--role", help="User-data template role (default: the image's role metadata).")
+@click.option("--port", "ports", multiple=True, type=int, help="Guest port to expose (22, 80).")
+@click.option("--health", "checks", multiple=True, help="tcp:P, http[s]:P/PATH[~TEXT], ssh:CMD…")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to become healthy.")
+@_state_option
+@json_option
+def boot(
+    ref: str,
+    store_url: str,
+    identity_path: Path | None,
+    provider_name: str,
+    setting_pairs: tuple[str, ...],
+    count: int,
+    size: str | None,
+    user_data: Path | None,
+    role: str | None,
+    ports: tuple[int, ...],
+    checks: tuple[str, ...],
+    timeout: float,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Boot image REF from STORE on a provider and wait until healthy; nodes keep running.
+
+    Checks: tcp:PORT, http:PORT/PATH[#STATUS][~TEXT], https:…, ssh:COMMAND, serial:TEXT
+    (default: the provider's, tcp:22 for most).
+    """
+    from imagekit.providers.boot import DEFAULT_GUEST_PORTS, BootOptions
+    from imagekit.providers.boot import boot as run_boot
+    from imagekit.providers.registry import create_provider
+    from imagekit.providers.sources import StoredImageSource
+
+    runs = RunStore(state_dir)
+    options = BootOptions(
+        count=count,
+        size=size,
+        user_data=user_data,
+        guest_ports=ports or DEFAULT_GUEST_PORTS,
+        checks=checks,
+        timeout=timeout,
+        role=role,
+    )
+    provider = create_provider(
+        provider_name, state_dir=runs.root, settings=_settings(setting_pairs)
+    )
+    with _open_store(store_url, identity_path) as repo:
+        source = StoredImageSource(repo, repo.resolve(ref))
+        with progress_bar() as bar:
+            record = run_boot(
+                provider,
+                source,
+                options,
+                runs,
+                progress=bar,
+                on_run=lambda run: note(f"run {run.run_id}: booting {ref} on {provider_name}"),
+            )
+    result = record.as_dict()
+    result["ssh_key"] = str(runs.runs_dir / record.run_id / "ssh" / "id_ed25519")
+    emit(result, as_json, lambda r: _boot_text(r, record))
+
+
+@cli.command()
+@click.argument("run_id")
+@_state_option
+@json_option
+def teardown(run_id: str, state_dir: Path | None, as_json: bool) -> None:
+    """Delete everything run RUN_ID created (nodes, images, uploads) and its record."""
+    from imagekit.providers.boot import teardown as run_teardown
+
+    report = run_teardown(RunStore(state_dir), run_id)
+    emit(
+        report.as_dict(),
+        as_json,
+        lambda r: (
+            f"run {run_id} torn down: deleted {', '.join(r['deleted']) or 'nothing'}"
+            + (f"; already gone: {', '.join(r['already_gone'])}" if r["already_gone"] else "")
+        ),
+    )
+
+
+@cli.command()
+@_state_option
+@json_option
+def runs(state_dir: Path | None, as_json: bool) -> None:
+    """List recorded runs (booted and not yet torn down), oldest first."""
+    records = RunStore(state_dir).list()
+
+    def human(_: Any) -> str:
+        if not records:
+            return "no runs"
+        lines = []
+        for r in records:
+            lines.append(f"{r.run_id}  {r.status:12}  {r.image.get('name', '?')}  {r.created}")
+            lines += _endpoints(r)
+        return "\n".join(lines)
+
+    emit([r.as_dict() for r in records], as_json, human)
+
+
+@cli.command()
+@json_option
+def providers(as_json: bool) -> None:
+    """List the providers and what each needs configured."""
+    from imagekit.providers.registry import describe_providers
+
+    found = describe_providers()
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        lines = []
+        for p in rows:
+            lines.append(f"{p['name']:10} {p['description']} (boots {p['disk_format']})")
+            for s in p["needs"]:
+                how = f"env {s['env']}" if s["env"] else f"--setting {s['name']}=…"
+                need = "needs" if s["required"] else "optional"
+                lines.append(f"{'':10} {need} {s['name']} ({how}): {s['help']}")
+        return "\n".join(lines)
+
+    emit(found, as_json, human)

@@ -1,0 +1,320 @@
+"""``export``: AMIs → the off-AWS store, one stored image per AMI, incremental when it can be.
+
+Per AMI: describe it (every EBS volume in mapping order), then per volume choose a plan —
+*unchanged* (the store already holds this very snapshot), *incremental* (``ListChangedBlocks``
+against the newest stored snapshot of the same lineage, which AWS decides), or *full* (every
+written block) — and feed the blocks to the store's ingest as a pipeline: no local copy of the
+disk is ever made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+
+from imagekit.errors import ExportError, InputError
+from imagekit.export.ami import AmiSpec, VolumeSpec, parse_image, select_latest_per_name
+from imagekit.export.aws import client, region_of, session, translate
+from imagekit.export.blocks import BlockRef, NotRelated, list_changed_blocks, list_snapshot_blocks
+from imagekit.export.source import EbsVolumeSource, Journal, VolumeStats, overlay
+from imagekit.progress import NullProgress, Progress
+from imagekit.store.ingest import ingest
+from imagekit.store.manifest import StoredImage, VolumeManifest
+from imagekit.store.repository import Repository
+
+log = logging.getLogger(__name__)
+
+#: Metadata key under which an exported image records its AMI (``AmiSpec.as_metadata``).
+AMI_METADATA = "ami"
+
+#: How many earlier snapshots of a device are offered to ListChangedBlocks before a full read.
+LINEAGE_CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which AMIs to export: explicit ids and/or a filter query."""
+
+    image_ids: tuple[str, ...] = ()
+    filters: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    name_patterns: tuple[str, ...] = ()
+    latest_per_name: bool = False
+
+    def is_empty(self) -> bool:
+        return not (self.image_ids or self.filters or self.name_patterns)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    image: StoredImage
+    ami: AmiSpec
+    volumes: tuple[VolumeStats, ...]
+    bytes_read: int
+    bytes_uploaded: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.image.id,
+            "name": self.image.manifest.name,
+            "ami": self.ami.image_id,
+            "volumes": [v.as_dict() for v in self.volumes],
+            "bytes_read": self.bytes_read,
+            "bytes_uploaded": self.bytes_uploaded,
+            "seconds": round(self.seconds, 3),
+            "licence_warning": self.ami.licence_warning,
+        }
+
+
+def parse_filter(text: str) -> tuple[str, str]:
+    """``tag:dr=true`` → (``tag:dr``, ``true``): the EC2 DescribeImages filter syntax."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise InputError(f"filter {text!r} is not NAME=VALUE", hint="e.g. --filter tag:dr=true")
+    return key, value
+
+
+def resolve_amis(ec2: Any, region: str, selection: Selection) -> list[AmiSpec]:
+    """Describe the selected AMIs and their snapshots; refuse what cannot be exported."""
+    if selection.is_empty():
+        raise InputError("no AMI selected", hint="give AMI ids, --filter, or --name")
+    images: dict[str, Mapping[str, Any]] = {}
+    try:
+        if selection.image_ids:
+            answer = ec2.describe_images(ImageIds=list(selection.image_ids))
+            images.update({i["ImageId"]: i for i in answer.get("Images", [])})
+            missing = set(selection.image_ids) - set(images)
+            if missing:
+                raise InputError(
+                    f"AMI not found: {', '.join(sorted(missing))}", hint=f"in {region}"
+                )
+        if selection.filters or selection.name_patterns:
+            filters = [{"Name": k, "Values": list(v)} for k, v in selection.filters.items()]
+            if selection.name_patterns:
+                filters.append({"Name": "name", "Values": list(selection.name_patterns)})
+            paginator = ec2.get_paginator("describe_images")
+            for page in paginator.paginate(Owners=["self"], Filters=filters):
+                images.update({i["ImageId"]: i for i in page.get("Images", [])})
+    except botocore.exceptions.ClientError as exc:
+        raise translate(exc, "DescribeImages", ", ".join(selection.image_ids) or "AMIs") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise translate(exc, "DescribeImages", "AMIs") from exc
+    chosen = list(images.values())
+    if selection.latest_per_name:
+        chosen = select_latest_per_name(chosen)
+    if not chosen:
+        raise InputError("no AMI matches the selection", hint=f"in {region}")
+    snapshot_ids = sorted(
+        {
+            m["Ebs"]["SnapshotId"]
+            for i in chosen
+            for m in i.get("BlockDeviceMappings", [])
+            if "SnapshotId" in m.get("Ebs", {})
+        }
+    )
+    snapshots: dict[str, Mapping[str, Any]] = {}
+    if snapshot_ids:
+        try:
+            answer = ec2.describe_snapshots(SnapshotIds=snapshot_ids)
+        except botocore.exceptions.ClientError as exc:
+            raise translate(exc, "DescribeSnapshots", ", ".join(snapshot_ids)) from exc
+        snapshots = {s["SnapshotId"]: s for s in answer.get("Snapshots", [])}
+    return [parse_image(i, region, snapshots) for i in chosen]
+
+
+def volume_name(device_name: str) -> str:
+    """``/dev/xvda`` → ``xvda``: the stored volume's (and restored file's) name."""
+    return device_name.rstrip("/").rsplit("/", 1)[-1] or "disk"
+
+
+def _previous_volumes(
+    images: Sequence[StoredImage], image_name: str, device: str
+) -> Iterator[tuple[StoredImage, VolumeManifest, str]]:
+    """Earlier exports of ``device``: same stored name first, newest first."""
+    ordered = sorted(
+        images, key=lambda i: (i.manifest.name != image_name, -i.manifest.created.timestamp())
+    )
+    for image in ordered:
+        ami = image.manifest.metadata.get(AMI_METADATA)
+        if not isinstance(ami, dict):
+            continue
+        for vol in ami.get("volumes", []):
+            if vol.get("device_name") != device:
+                continue
+            for stored in image.manifest.volumes:
+                if stored.name == volume_name(device):
+                    yield image, stored, str(vol["snapshot_id"])
+
+
+def _peek(refs: Iterator[BlockRef]) -> Iterator[BlockRef]:
+    """Start a listing now (so a NotRelated answer surfaces here), then hand it on whole."""
+    first = next(refs, None)
+    return refs if first is None else itertools.chain([first], refs)
+
+
+def _counted(refs: Iterator[BlockRef], stats: VolumeStats) -> Iterator[BlockRef]:
+    for ref in refs:
+        stats.blocks_changed = (stats.blocks_changed or 0) + 1
+        yield ref
+
+
+@dataclass
+class _Plan:
+    refs: Iterator[BlockRef]
+    base: VolumeManifest | None
+    stats: VolumeStats
+    parent: str | None = None
+
+
+def plan_volume(ebs: Any, images: Sequence[StoredImage], image_name: str, vol: VolumeSpec) -> _Plan:
+    """Choose unchanged / incremental / full for one volume (makes at most a few List calls)."""
+    size = vol.size_bytes
+    tried = 0
+    for image, stored, snapshot in _previous_volumes(images, image_name, vol.device_name):
+        if snapshot == vol.snapshot_id and stored.virtual_size == size:
+            stats = VolumeStats(
+                vol.snapshot_id, size, "unchanged", blocks_changed=0, previous_snapshot=snapshot
+            )
+            return _Plan(iter(()), stored, stats, image.id)
+        if tried >= LINEAGE_CANDIDATES:
+            break
+        tried += 1
+        try:
+            refs = _peek(list_changed_blocks(ebs, snapshot, vol.snapshot_id))
+        except NotRelated:
+            log.info("%s is not related to %s; trying another", vol.snapshot_id, snapshot)
+            continue
+        stats = VolumeStats(
+            vol.snapshot_id, size, "incremental", blocks_changed=0, previous_snapshot=snapshot
+        )
+        return _Plan(_counted(refs, stats), stored, stats, image.id)
+    stats = VolumeStats(vol.snapshot_id, size, "full")
+    return _Plan(list_snapshot_blocks(ebs, vol.snapshot_id), None, stats)
+
+
+def journal_path(state_dir: Path, store_url: str, snapshot_id: str) -> Path:
+    store_key = hashlib.sha256(store_url.encode()).hexdigest()[:16]
+    return state_dir / "exports" / store_key / f"{snapshot_id}.journal"
+
+
+def export_ami(
+    repo: Repository,
+    ebs: Any,
+    ami: AmiSpec,
+    *,
+    image_name: str | None = None,
+    concurrency: int = 8,
+    state_dir: Path,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export one AMI into ``repo`` as one stored image (one volume per EBS mapping)."""
+    started = time.monotonic()
+    name = image_name or ami.name
+    images = repo.list_images()
+    index = repo.load_index()
+    with repo.lock(exclusive=False):
+        # Packs a crashed run uploaded but never indexed hold chunks the journal can vouch for.
+        repo.index_unindexed_packs(index)
+    sources, journals, stats, parents = [], [], [], []
+    for vol in ami.volumes:
+        plan = plan_volume(ebs, images, name, vol)
+        journal = Journal(journal_path(state_dir, repo.url, vol.snapshot_id), repo.chunk_id_key)
+        done = {i: c for i, c in journal.load().items() if c is None or c in index}
+        refs = plan.refs
+        if done:
+            plan.stats.blocks_resumed = len(done)
+            refs = (r for r in plan.refs if r.index not in done)
+        base = overlay(volume_name(vol.device_name), vol.size_bytes, plan.base, done)
+        sources.append(
+            EbsVolumeSource(
+                ebs=ebs,
+                name=volume_name(vol.device_name),
+                virtual_size=vol.size_bytes,
+                refs=refs,
+                stats=plan.stats,
+                base=base,
+                journal=journal,
+                concurrency=concurrency,
+                progress=progress or NullProgress(),
+            )
+        )
+        journals.append(journal)
+        stats.append(plan.stats)
+        if plan.parent:
+            parents.append(plan.parent)
+    result = ingest(
+        repo,
+        sources,
+        name=name,
+        source=f"aws:{ami.region}:{ami.image_id}",
+        metadata={AMI_METADATA: ami.as_metadata()},
+        parent=parents[0] if parents else None,
+    )
+    for journal in journals:
+        journal.remove()  # the manifest is written: nothing left to resume
+    return ExportResult(
+        image=result.image,
+        ami=ami,
+        volumes=tuple(stats),
+        bytes_read=result.bytes_read,
+        bytes_uploaded=result.bytes_uploaded,
+        seconds=time.monotonic() - started,
+    )
+
+
+def export(
+    repo: Repository,
+    selection: Selection,
+    *,
+    region: str | None = None,
+    image_name: str | None = None,
+    concurrency: int = 8,
+    state_dir: Path,
+    progress: Progress | None = None,
+) -> list[ExportResult]:
+    """Export every selected AMI; the first failure stops the run (exports already done stay)."""
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, not {concurrency}")
+    sess = session(region)
+    where = region_of(sess)
+    ec2 = client(sess, "ec2")
+    ebs = client(sess, "ebs", max_pool=concurrency + 2)
+    amis = resolve_amis(ec2, where, selection)
+    if image_name and len(amis) > 1:
+        raise InputError("--image-name needs exactly one AMI", hint=f"{len(amis)} were selected")
+    results = []
+    for ami in amis:
+        if ami.licence_warning:
+            log.warning("%s", ami.licence_warning)
+        results.append(
+            export_ami(
+                repo,
+                ebs,
+                ami,
+                image_name=image_name,
+                concurrency=concurrency,
+                state_dir=state_dir,
+                progress=progress,
+            )
+        )
+    return results
+
+
+def default_state_dir() -> Path:
+    """Where resumable state lives: ``$IMAGEKIT_STATE_DIR`` or ``~/.local/state/imagekit``."""
+    env = os.environ.get("IMAGEKIT_STATE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "imagekit"
+
+
+__all__ = ["ExportError", "ExportResult", "Selection", "export", "export_ami", "resolve_amis"]
