@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import export_bench
 from images import ensure_images
 from store_bench import Row, run_all
 
@@ -67,6 +68,8 @@ def main() -> None:
     source_allocated = os.stat(day2).st_blocks * 512
     started = time.strftime("%Y-%m-%d")
     rows = run_all(day1, day2, WORK / "store")
+    print("export:", file=sys.stderr)
+    export_rows = export_bench.run_all(WORK / "export")
     lines = [
         "# imagekit performance",
         "",
@@ -93,6 +96,7 @@ def main() -> None:
         "",
         *_verdicts(rows, source_allocated),
         "",
+        *export_bench.report(export_rows),
     ]
     out = ROOT / "docs" / "performance.md"
     out.write_text("\n".join(lines))
