@@ -8,19 +8,17 @@ passphrase (``IMAGEKIT_PASSPHRASE`` or a prompt).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from imagekit.cli.app import cli
+from imagekit.cli.common import open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import UsageError
 from imagekit.providers.runs import STATE_ENV, RunRecord, RunStore
-from imagekit.store.identity import env_or_prompt, read_identity
-from imagekit.store.repository import Repository
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,18 +30,6 @@ def _state_option(f: F) -> F:
         envvar=STATE_ENV,
         help=f"Where runs are recorded (default ~/.local/state/imagekit). Env: {STATE_ENV}.",
     )(f)
-
-
-@contextlib.contextmanager
-def _open_store(url: str, identity_path: Path | None) -> Iterator[Repository]:
-    from imagekit.store.backends.registry import open_backend
-
-    with open_backend(url) as backend:
-        if identity_path is not None:
-            yield Repository.open(backend, identity=read_identity(identity_path))
-        else:
-            passphrase = env_or_prompt(f"passphrase for {backend.url}", False)
-            yield Repository.open(backend, passphrase=passphrase)
 
 
 def _settings(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -137,7 +123,7 @@ def boot(
     provider = create_provider(
         provider_name, state_dir=runs.root, settings=_settings(setting_pairs)
     )
-    with _open_store(store_url, identity_path) as repo:
+    with open_repository(store_url, identity_path) as repo:
         source = StoredImageSource(repo, repo.resolve(ref))
         with progress_bar() as bar:
             record = run_boot(

@@ -11,7 +11,8 @@ from imagekit.cli.app import cli
 from imagekit.cli.common import identity_option, open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.export.iam import export_policy
-from imagekit.export.job import Selection, default_state_dir, export, parse_filter
+from imagekit.export.job import Selection, export, parse_filter
+from imagekit.state import state_dir
 
 
 @cli.command("export")
@@ -82,7 +83,7 @@ def export_command(
             region=region,
             image_name=image_name,
             concurrency=concurrency,
-            state_dir=default_state_dir(),
+            state_dir=state_dir(),
             progress=bar,
         )
     for r in results:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -307,14 +306,6 @@ def export(
             )
         )
     return results
-
-
-def default_state_dir() -> Path:
-    """Where resumable state lives: ``$IMAGEKIT_STATE_DIR`` or ``~/.local/state/imagekit``."""
-    env = os.environ.get("IMAGEKIT_STATE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "imagekit"
 
 
 __all__ = ["ExportError", "ExportResult", "Selection", "export", "export_ami", "resolve_amis"]
