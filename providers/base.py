@@ -321,6 +321,20 @@ class Provider(ABC):
             run.forget_resource(resource)
         return TeardownReport(run.run_id, tuple(deleted), tuple(gone), tuple(failed))
 
+    # -- dry run -------------------------------------------------------------------------
+
+    def planned_calls(self, request: NodeRequest, run_id: str) -> list[str]:
+        """The calls a boot would make, in order, without making any (``boot --dry-run``).
+
+        Only the provider's own calls (upload, register, create); the caller adds the local
+        prepare step and the health checks. Clouds override this with their API requests.
+        """
+        return [
+            f"upload the {self.disk_format} image for run {run_id}",
+            "register the image",
+            *(f"create node {name} ({request.size.id})" for name in request.node_names()),
+        ]
+
     # -- description ---------------------------------------------------------------------
 
     @classmethod

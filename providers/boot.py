@@ -8,9 +8,12 @@ the run's folder, a partial one keeps the record for ``imagekit teardown RUN_ID`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from libcloud.compute.base import NodeSize
 
 from imagekit.errors import ImagekitError, ProviderError, UsageError
 from imagekit.progress import Progress
@@ -36,6 +39,8 @@ class BootOptions:
     checks: tuple[str, ...] = ()  # --health specs; none: the provider's default checks
     timeout: float = DEFAULT_HEALTH_TIMEOUT  # seconds for all health checks together
     role: str | None = None  # None: the image's ``role`` metadata, else "default"
+    template: str | None = None  # a packaged user-data template instead of the role's
+    variables: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -75,7 +80,12 @@ def boot(
         size, why = provider.choose_size(options.size, prepared)
         role = options.role or prepared.metadata.get("role")
         user_data = render_user_data(
-            keys, hostname=run.run_id, role=str(role) if role else None, path=options.user_data
+            keys,
+            hostname=run.run_id,
+            role=str(role) if role else None,
+            path=options.user_data,
+            template=options.template,
+            variables=options.variables,
         )
         request = NodeRequest(
             count=options.count,
@@ -109,6 +119,31 @@ def boot(
         _undo(provider, runs, run, exc)
         raise
     return run.record
+
+
+def planned_boot(
+    provider: Provider, image: str, options: BootOptions, run_id: str = "RUN_ID"
+) -> list[str]:
+    """What ``boot`` would do, step by step, without touching the store or the cloud.
+
+    The size is named as the user gave it; without one it is chosen at boot from the sizes the
+    provider lists (a cloud call), so the plan says so instead of guessing.
+    """
+    checks = [parse_check(c) for c in options.checks or provider.default_checks]
+    ports = tuple(sorted(set(options.guest_ports) | guest_ports(checks)))
+    wanted = options.size or "the size nearest the image's AWS instance type"
+    request = NodeRequest(
+        count=options.count,
+        size=NodeSize(wanted, wanted, 0, 0, 0, 0.0, None),  # type: ignore[arg-type]
+        user_data="",
+        guest_ports=ports,
+        name_prefix=run_id,
+    )
+    return [
+        f"restore {image} from the store and convert it to {provider.disk_format}",
+        *provider.planned_calls(request, run_id),
+        f"wait healthy within {options.timeout:g} s: {', '.join(map(str, checks))}",
+    ]
 
 
 def _undo(provider: Provider, runs: RunStore, run: Run, exc: BaseException) -> None:
@@ -150,4 +185,11 @@ def teardown(
     return report
 
 
-__all__ = ["DEFAULT_HEALTH_TIMEOUT", "STAGES", "BootOptions", "boot", "teardown"]
+__all__ = [
+    "DEFAULT_HEALTH_TIMEOUT",
+    "STAGES",
+    "BootOptions",
+    "boot",
+    "planned_boot",
+    "teardown",
+]

@@ -17,6 +17,10 @@ from imagekit.providers.base import Provider
 PROVIDERS: dict[str, str] = {
     "local": "imagekit.providers.local.provider:LocalProvider",
     "null": "imagekit.providers.null:NullProvider",
+    "gcp": "imagekit.providers.gcp.provider:GcpProvider",
+    "azure": "imagekit.providers.azure.provider:AzureProvider",
+    "openstack": "imagekit.providers.openstack.provider:OpenStackProvider",
+    "rackspace": "imagekit.providers.openstack.provider:RackspaceProvider",
 }
 
 

@@ -66,7 +66,9 @@ _VCPU_KEYS = ("vcpus", "guestCpus", "numberOfCores", "cpu", "cpus")
 
 def size_shape(size: NodeSize) -> Shape:
     extra: Mapping[str, Any] = size.extra or {}
-    vcpus = next((int(extra[k]) for k in _VCPU_KEYS if extra.get(k) is not None), 1)
+    # OpenStack flavors carry the count as an attribute, not in ``extra``.
+    found = [getattr(size, "vcpus", None), *(extra.get(k) for k in _VCPU_KEYS)]
+    vcpus = next((int(v) for v in found if v is not None), 1)
     return Shape(vcpus, int(size.ram or 0))
 
 

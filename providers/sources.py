@@ -18,14 +18,16 @@ from imagekit.providers.base import PreparedImage
 from imagekit.store.manifest import StoredImage
 from imagekit.store.repository import Repository
 from imagekit.store.restore import FORMAT_SUFFIX, restore
+from imagekit.timing import Stopwatch
 
 
 class StoredImageSource:
     """An image in an opened repository."""
 
-    def __init__(self, repo: Repository, image: StoredImage):
+    def __init__(self, repo: Repository, image: StoredImage, clock: Stopwatch | None = None):
         self.repo = repo
         self.image = image
+        self.clock = clock  # rehearsals read where the restore's time went
 
     def describe(self) -> dict[str, Any]:
         m = self.image.manifest
@@ -39,7 +41,9 @@ class StoredImageSource:
             raise UsageError(f"image {self.image.id[:12]} has no volumes to boot")
         # One volume restores to the named file; several to files inside the named folder.
         out = folder / f"disk{FORMAT_SUFFIX[disk_format]}" if len(volumes) == 1 else folder
-        files = restore(self.repo, self.image, out, fmt=disk_format, progress=progress)
+        files = restore(
+            self.repo, self.image, out, fmt=disk_format, progress=progress, clock=self.clock
+        )
         paths = [Path(f["path"]) for f in files]
         return PreparedImage(
             path=paths[0],

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from cryptography.hazmat.primitives import serialization
@@ -93,8 +95,12 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _variables(keys: RunKeys, hostname: str, role: str) -> dict[str, object]:
+def _variables(
+    keys: RunKeys, hostname: str, role: str, extra: Mapping[str, Any]
+) -> dict[str, object]:
+    # The plan's variables first: the run's own (keys, hostname) always win.
     return {
+        **extra,
         "hostname": hostname,
         "role": role,
         "ssh_authorized_keys": [keys.public_key],
@@ -103,9 +109,19 @@ def _variables(keys: RunKeys, hostname: str, role: str) -> dict[str, object]:
 
 
 def render_user_data(
-    keys: RunKeys, *, hostname: str, role: str | None = None, path: Path | None = None
+    keys: RunKeys,
+    *,
+    hostname: str,
+    role: str | None = None,
+    path: Path | None = None,
+    template: str | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> str:
-    """User-data for the nodes of a run (see the module docstring for where it comes from)."""
+    """User-data for the nodes of a run (see the module docstring for where it comes from).
+
+    ``template`` names a packaged template instead of the role's; ``variables`` are extra
+    template variables (a plan's), never replacing the run's own.
+    """
     role = role or DEFAULT_ROLE
     if not _ROLE.match(role):
         raise UsageError(f"invalid role {role!r}: lower-case letters, digits, - and _")
@@ -118,14 +134,16 @@ def render_user_data(
                 raise InputError(f"{path}: cannot read user-data ({exc})") from exc
             if path.suffix != ".j2":
                 return text
-            template = env.from_string(text)
+            compiled = env.from_string(text)
         else:
             names = env.list_templates()
+            if template is not None and template not in names:
+                raise UsageError(f"no packaged user-data template {template!r}")
             name = f"{role}.j2" if f"{role}.j2" in names else f"{DEFAULT_ROLE}.j2"
-            template = env.get_template(name)
-        return template.render(_variables(keys, hostname, role))
+            compiled = env.get_template(template or name)
+        return compiled.render(_variables(keys, hostname, role, variables or {}))
     except jinja2.TemplateError as exc:
-        where = path or f"{TEMPLATE_FOLDER}/{role}.j2"
+        where = path or f"{TEMPLATE_FOLDER}/{template or role + '.j2'}"
         raise InputError(f"{where}: user-data template error: {exc}") from exc
 
 

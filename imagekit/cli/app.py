@@ -41,7 +41,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register_commands() -> None:
     # Imported here so that each command module can import ``cli`` without a cycle.
-    from imagekit.cli import boot_cmds, convert_cmd, export_cmd, store_cmds  # noqa: F401
+    from imagekit.cli import boot_cmds, convert_cmd, export_cmd, plan_cmds, store_cmds  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,6 +82,9 @@ def _boot_text(result: dict[str, Any], record: RunRecord) -> str:
 @click.option("--port", "ports", multiple=True, type=int, help="Guest port to expose (22, 80).")
 @click.option("--health", "checks", multiple=True, help="tcp:P, http[s]:P/PATH[~TEXT], ssh:CMD…")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to become healthy.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the calls a boot would make; make none, open nothing."
+)
 @_state_option
 @json_option
 def boot(
@@ -97,6 +100,7 @@ def boot(
     ports: tuple[int, ...],
     checks: tuple[str, ...],
     timeout: float,
+    dry_run: bool,
     state_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -105,7 +109,7 @@ def boot(
     Checks: tcp:PORT, http:PORT/PATH[#STATUS][~TEXT], https:…, ssh:COMMAND, serial:TEXT
     (default: the provider's, tcp:22 for most).
     """
-    from imagekit.providers.boot import DEFAULT_GUEST_PORTS, BootOptions
+    from imagekit.providers.boot import DEFAULT_GUEST_PORTS, BootOptions, planned_boot
     from imagekit.providers.boot import boot as run_boot
     from imagekit.providers.registry import create_provider
     from imagekit.providers.sources import StoredImageSource
@@ -123,6 +127,14 @@ def boot(
     provider = create_provider(
         provider_name, state_dir=runs.root, settings=_settings(setting_pairs)
     )
+    if dry_run:
+        calls = planned_boot(provider, ref, options)
+        emit(
+            {"dry_run": True, "provider": provider_name, "image": ref, "calls": calls},
+            as_json,
+            lambda r: "\n".join(f"{i}. {c}" for i, c in enumerate(r["calls"], 1)),
+        )
+        return
     with open_repository(store_url, identity_path) as repo:
         source = StoredImageSource(repo, repo.resolve(ref))
         with progress_bar() as bar:

@@ -135,7 +135,7 @@ def _zstd(data: bytes) -> bytes:
     return _compressor().compress(data)
 
 
-def _unzstd(data: bytes, limit: int) -> bytes:
+def _unzstd(data: bytes | memoryview, limit: int) -> bytes:
     try:
         return _decompressor().decompress(data, max_output_size=limit)
     except zstandard.ZstdError as exc:
@@ -194,7 +194,7 @@ class BlobCodec:
             raise InvalidTag
         body = self._aead.decrypt(bytes(view[:NONCE_SIZE]), view[NONCE_SIZE:], cid)
         if body[0] == BLOB_ZSTD:
-            data = _unzstd(body[1:], _MAX_BLOB_BODY)
+            data = _unzstd(memoryview(body)[1:], _MAX_BLOB_BODY)
         elif body[0] == BLOB_RAW:
             data = body[1:]
         else:

@@ -80,38 +80,40 @@ def decode_pack_header(payload: bytes) -> PackHeader:
 
 
 class PackBuilder:
-    """Accumulates blobs into one reusable buffer; ``finish`` appends the header.
+    """Collects blobs for one pack; ``finish`` joins them and the header into the pack bytes.
 
-    One builder serves a whole session: the buffer keeps its capacity between packs, so a 32 MiB
-    pack does not mean a fresh 32 MiB allocation each time.
+    The blobs are kept as they are and joined once: one copy of each blob into the pack, where
+    appending to a growing buffer and then freezing it as ``bytes`` would be two.
     """
 
     def __init__(self, meta: MetaCipher, sealed_data_key: bytes):
         self._meta = meta
         self._sealed = sealed_data_key
-        self._buf = bytearray()
+        self._blobs: list[bytes] = []
+        self._size = 0
         self._entries: list[BlobEntry] = []
 
     @property
     def size(self) -> int:
-        return len(self._buf)
+        return self._size
 
     @property
     def count(self) -> int:
         return len(self._entries)
 
     def add(self, chunk_id: bytes, blob: bytes, raw_length: int) -> None:
-        self._entries.append(BlobEntry(chunk_id, len(self._buf), len(blob), raw_length))
-        self._buf += blob
+        self._entries.append(BlobEntry(chunk_id, self._size, len(blob), raw_length))
+        self._blobs.append(blob)
+        self._size += len(blob)
 
     def finish(self) -> tuple[bytes, PackHeader]:
         """The complete pack bytes and its header; the builder is then empty again."""
         header = PackHeader(self._sealed, tuple(self._entries))
         sealed_header = self._meta.encrypt(KIND_PACK_HEADER, encode_pack_header(header))
-        self._buf += sealed_header
-        self._buf += _U32.pack(len(sealed_header))
-        data = bytes(self._buf)
-        self._buf.clear()
+        self._blobs += (sealed_header, _U32.pack(len(sealed_header)))
+        data = b"".join(self._blobs)
+        self._blobs = []
+        self._size = 0
         self._entries = []
         return data, header
 

@@ -12,6 +12,7 @@ data size on disk until the conversion finishes.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -28,8 +29,10 @@ from imagekit.progress import NullProgress, Progress
 from imagekit.store.format import CHUNK_SIZE
 from imagekit.store.index import Index, Location
 from imagekit.store.manifest import StoredImage, VolumeManifest
+from imagekit.store.memory import reuse_freed_buffers
 from imagekit.store.pack import pack_name
 from imagekit.store.repository import Repository
+from imagekit.timing import CONVERT, DECRYPT_BUSY, FETCH_BUSY, RESTORE, Stopwatch
 
 #: Merge blobs of one pack into one range read while the gap between them is below this...
 MAX_READ_GAP = 256 << 10
@@ -90,16 +93,21 @@ def plan_reads(volume: VolumeManifest, index: Index, where: str) -> list[_Run]:
     return runs
 
 
-def _read_run(repo: Repository, run: _Run) -> Iterator[tuple[bytes, tuple[int, ...]]]:
+def _read_run(
+    repo: Repository, run: _Run, clock: Stopwatch
+) -> Iterator[tuple[bytes, tuple[int, ...]]]:
     """The decrypted, checked chunks of one run with the chunk indexes they fill."""
     name = pack_name(run.pack_id)
-    data = repo.backend.read(name, run.start, run.end - run.start)
+    with clock.time(FETCH_BUSY):
+        data = repo.backend.read(name, run.start, run.end - run.start)
     if len(data) != run.end - run.start:
         raise IntegrityError(f"{repo.where(name)}: truncated read")
     view = memoryview(data)
     for cid, loc, indexes in run.blobs:
         offset = loc.offset - run.start
-        yield repo.decode_blob(loc, cid, view[offset : offset + loc.length]), indexes
+        with clock.time(DECRYPT_BUSY):
+            chunk = repo.decode_blob(loc, cid, view[offset : offset + loc.length])
+        yield chunk, indexes
 
 
 def write_sparse(fd: int, chunk: bytes, offset: int) -> None:
@@ -114,7 +122,9 @@ def write_sparse(fd: int, chunk: bytes, offset: int) -> None:
     view = memoryview(chunk)
     start = None
     for pos in range(0, len(chunk), SPARSE_PAGE):
-        page = view[pos : pos + SPARSE_PAGE]
+        # Slicing the bytes (a 4 KiB copy, then memcmp) is ~40x faster than comparing a
+        # memoryview slice, which CPython compares item by item.
+        page = chunk[pos : pos + SPARSE_PAGE]
         zero = page == _ZERO_PAGE[: len(page)]
         if not zero and start is None:
             start = pos
@@ -125,12 +135,14 @@ def write_sparse(fd: int, chunk: bytes, offset: int) -> None:
         os.pwrite(fd, view[start:], offset + start)
 
 
-def _fetch(repo: Repository, run: _Run, fd: int) -> int:
+def _fetch(repo: Repository, run: _Run, fd: int, clock: Stopwatch) -> int:
     written = 0
-    for chunk, indexes in _read_run(repo, run):
-        for i in indexes:
-            write_sparse(fd, chunk, i * CHUNK_SIZE)
-            written += len(chunk)
+    for chunk, indexes in _read_run(repo, run, clock):
+        # Writing the plaintext is counted with decrypting: both are the CPU side of a restore.
+        with clock.time(DECRYPT_BUSY):
+            for i in indexes:
+                write_sparse(fd, chunk, i * CHUNK_SIZE)
+                written += len(chunk)
     return written
 
 
@@ -139,10 +151,11 @@ def iter_volume(
 ) -> Iterator[tuple[int, bytes]]:
     """(chunk index, data) of every non-zero chunk, fetched ``workers`` runs ahead (for copy)."""
     runs = plan_reads(volume, index, repo.url)
+    clock = Stopwatch()  # copy reports no stages
     with ThreadPoolExecutor(workers) as pool:
         pending: deque[Future[list[tuple[bytes, tuple[int, ...]]]]] = deque()
         for run in runs:
-            pending.append(pool.submit(lambda r: list(_read_run(repo, r)), run))
+            pending.append(pool.submit(lambda r: list(_read_run(repo, r, clock)), run))
             if len(pending) > workers:
                 yield from _spread(pending.popleft().result())
         while pending:
@@ -163,9 +176,11 @@ def restore_volume_raw(
     *,
     progress: Progress | None = None,
     workers: int | None = None,
+    clock: Stopwatch | None = None,
 ) -> Path:
     """Write ``volume`` as a sparse raw file at ``out`` (temporary name, then rename)."""
     bar = progress or NullProgress()
+    clock = clock or Stopwatch()
     runs = plan_reads(volume, index, repo.url)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -173,7 +188,7 @@ def restore_volume_raw(
         os.ftruncate(fd, volume.virtual_size)
         bar.start(f"restore {volume.name}", float(len(volume.chunks) * CHUNK_SIZE))
         with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-            for written in pool.map(lambda r: _fetch(repo, r, fd), runs):
+            for written in pool.map(lambda r: _fetch(repo, r, fd, clock), runs):
                 bar.advance(written)
         bar.finish()
         os.fsync(fd)
@@ -218,8 +233,13 @@ def restore(
     force: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
+    clock: Stopwatch | None = None,
 ) -> list[dict[str, Any]]:
-    """Restore every volume of ``image``; return one record per written file."""
+    """Restore every volume of ``image``; return one record per written file.
+
+    ``clock`` (``imagekit.timing``) receives where the time went: fetch, decrypt, convert.
+    """
+    clock = clock or Stopwatch()
     if fmt not in FORMAT_SUFFIX:
         raise UsageError(f"unknown format {fmt!r} (one of {', '.join(FORMAT_SUFFIX)})")
     paths = output_paths(image, out, fmt)
@@ -233,21 +253,26 @@ def restore(
     if not paths[0].parent.is_dir():
         raise UsageError(f"{paths[0].parent}: no such directory")
     results = []
+    reuse_freed_buffers()
     with repo.lock(exclusive=False):
         index = repo.load_index()
         for volume, path in zip(image.manifest.volumes, paths, strict=True):
+            restore_raw = functools.partial(
+                restore_volume_raw, repo, index, volume, progress=progress, workers=workers
+            )
             if fmt == "raw":
-                restore_volume_raw(repo, index, volume, path, progress=progress, workers=workers)
+                with clock.time(RESTORE):
+                    restore_raw(path, clock=clock)
             else:
                 from imagekit.convert import convert_image
 
                 with _staging(path.parent) as stage:
-                    raw = restore_volume_raw(
-                        repo, index, volume, stage / "disk.raw", progress=progress, workers=workers
-                    )
-                    convert_image(
-                        raw, path, fmt, source_format="raw", force=force, progress=progress
-                    )
+                    with clock.time(RESTORE):
+                        raw = restore_raw(stage / "disk.raw", clock=clock)
+                    with clock.time(CONVERT):
+                        convert_image(
+                            raw, path, fmt, source_format="raw", force=force, progress=progress
+                        )
             results.append(
                 {
                     "volume": volume.name,

@@ -10,7 +10,9 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +20,11 @@ from typing import Protocol
 from imagekit.errors import InputError
 from imagekit.store.format import CHUNK_SIZE
 from imagekit.store.manifest import VolumeManifest
+
+#: Chunks per read request of ``RawFileSource``'s reader thread (4 MiB)...
+READ_BATCH = 8
+#: ...and how many such requests it runs ahead of the consumer (at most 12 MiB held).
+READ_AHEAD = 2
 
 
 class VolumeSource(Protocol):
@@ -88,15 +95,40 @@ class RawFileSource:
         try:
             with contextlib.suppress(AttributeError, OSError):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            for index in chunk_indexes(data_extents(fd, size)):
-                offset = index * CHUNK_SIZE
-                want = min(CHUNK_SIZE, size - offset)
-                data = os.pread(fd, want, offset)
-                if len(data) != want:
-                    raise InputError(f"{self.path}: short read at offset {offset} (file shrank?)")
-                yield index, data
+            # A reader thread keeps READ_AHEAD batches ahead: the caller's thread (which hands
+            # chunks to ingest's workers) then never waits on the disk or the page-cache copy.
+            with ThreadPoolExecutor(1, thread_name_prefix="read") as reader:
+                pending: deque[Future[list[tuple[int, bytes]]]] = deque()
+                for batch in _batches(chunk_indexes(data_extents(fd, size)), READ_BATCH):
+                    pending.append(reader.submit(self._read, fd, size, batch))
+                    if len(pending) > READ_AHEAD:
+                        yield from pending.popleft().result()
+                while pending:
+                    yield from pending.popleft().result()
         finally:
             os.close(fd)
+
+    def _read(self, fd: int, size: int, indexes: list[int]) -> list[tuple[int, bytes]]:
+        out = []
+        for index in indexes:
+            offset = index * CHUNK_SIZE
+            want = min(CHUNK_SIZE, size - offset)
+            data = os.pread(fd, want, offset)
+            if len(data) != want:
+                raise InputError(f"{self.path}: short read at offset {offset} (file shrank?)")
+            out.append((index, data))
+        return out
+
+
+def _batches(items: Iterator[int], size: int) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @contextlib.contextmanager

@@ -45,3 +45,23 @@ def test_boot_refuses_bad_arguments_before_any_work(
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not state.exists()  # no run was recorded
+
+
+def test_boot_dry_run_lists_calls_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store does not exist and no credentials are set: a dry run must not need either.
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "GCP_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    missing_store = tmp_path / "no-store"
+    args = ["boot", "web", "--store", str(missing_store), "--provider", "gcp", "--dry-run"]
+    args += ["--setting", "project=p1", "--setting", "zone=europe-west1-b"]
+    args += ["--setting", "bucket=b1", "--count", "2", "--size", "e2-small", "--json"]
+    args += ["--state-dir", str(tmp_path / "state")]
+    assert main(args) == 0
+    calls = json.loads(capsys.readouterr().out)["calls"]
+    assert calls[0].startswith("restore web")
+    assert "storage.googleapis.com/b1/" in calls[1]
+    assert [c for c in calls if "/instances" in c and "e2-small" in c][1:]  # one per node
+    assert calls[-1].startswith("wait healthy")
+    assert not missing_store.exists() and not (tmp_path / "state" / "runs").exists()

@@ -1,0 +1,219 @@
+"""Per role and store: the newest image, its age (the RPO now), whether it was verified, whether
+the objectives hold.
+
+``summarize`` is pure (listings, the verified record and the clock in; a report out); ``gather``
+is the edge that opens every store of the plan to list its images.
+
+The age of an image is measured from the AMI's creation time (the moment its data was frozen —
+what a failover would lose since), falling back to the export time for images without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imagekit.errors import ImagekitError
+from imagekit.export.job import AMI_METADATA
+from imagekit.plans.model import Plan, format_duration
+from imagekit.plans.records import PlanPaths, VerifiedRecord, read_json
+from imagekit.plans.stores import open_store
+from imagekit.store.manifest import StoredImage, format_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreListing:
+    """What one store holds (or why it could not be listed)."""
+
+    name: str
+    repo_id: str = ""
+    images: tuple[StoredImage, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    role: str
+    store: str
+    rpo_objective: float
+    image_id: str | None = None
+    ami: str | None = None
+    point_in_time: datetime | None = None
+    age: float | None = None
+    verified: str | None = None  # "sample" / "all" when the newest image's data was verified
+    verified_at: str | None = None
+    error: str | None = None
+
+    @property
+    def rpo_met(self) -> bool:
+        return self.age is not None and self.age <= self.rpo_objective
+
+    @property
+    def ok(self) -> bool:
+        """The objective holds: a verified image no older than the RPO."""
+        return self.rpo_met and self.verified is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "store": self.store,
+            "image_id": self.image_id,
+            "ami": self.ami,
+            "point_in_time": format_time(self.point_in_time) if self.point_in_time else None,
+            "age_seconds": round(self.age, 3) if self.age is not None else None,
+            "rpo_objective_seconds": self.rpo_objective,
+            "rpo_met": self.rpo_met,
+            "verified": self.verified,
+            "verified_at": self.verified_at,
+            "ok": self.ok,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    plan: str
+    now: datetime
+    roles: tuple[RoleStatus, ...]
+    last_run: Mapping[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.roles)
+
+    def failing(self) -> list[RoleStatus]:
+        return [r for r in self.roles if not r.ok]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan,
+            "now": format_time(self.now),
+            "ok": self.ok,
+            "roles": [r.as_dict() for r in self.roles],
+            "last_run": dict(self.last_run) if self.last_run else None,
+        }
+
+
+def point_in_time(image: StoredImage) -> datetime:
+    """When the image's data was frozen: the AMI's creation time, else the export time."""
+    ami = image.manifest.metadata.get(AMI_METADATA)
+    text = ami.get("creation_date") if isinstance(ami, Mapping) else None
+    if text:
+        try:
+            return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError:
+            log.debug("unparsable AMI creation date %r", text)
+    return image.manifest.created
+
+
+def newest(images: Sequence[StoredImage], name: str) -> StoredImage | None:
+    lineage = [i for i in images if i.manifest.name == name]
+    return max(lineage, key=lambda i: (point_in_time(i), i.manifest.created, i.id), default=None)
+
+
+def summarize(
+    plan: Plan,
+    listings: Sequence[StoreListing],
+    verified: VerifiedRecord,
+    now: datetime,
+    last_run: Mapping[str, Any] | None = None,
+) -> StatusReport:
+    rows = []
+    for role in plan.sources:
+        for listing in listings:
+            base = RoleStatus(role=role, store=listing.name, rpo_objective=plan.rpo(role))
+            if listing.error is not None:
+                rows.append(_replace(base, error=listing.error))
+                continue
+            image = newest(listing.images, plan.image_name(role))
+            if image is None:
+                rows.append(_replace(base, error="no image yet"))
+                continue
+            when = point_in_time(image)
+            check = verified.get(listing.repo_id, image.id)
+            ami = image.manifest.metadata.get(AMI_METADATA)
+            rows.append(
+                _replace(
+                    base,
+                    image_id=image.id,
+                    ami=str(ami.get("image_id")) if isinstance(ami, Mapping) else None,
+                    point_in_time=when,
+                    age=max(0.0, (now - when).total_seconds()),
+                    verified=check.level if check else None,
+                    verified_at=check.at if check else None,
+                )
+            )
+    return StatusReport(plan.name, now, tuple(rows), last_run)
+
+
+def _replace(row: RoleStatus, **changes: Any) -> RoleStatus:
+    from dataclasses import replace
+
+    return replace(row, **changes)
+
+
+def list_store(plan: Plan, name: str) -> StoreListing:
+    """One store's images; an unreachable store is a listing with an error, not an exception."""
+    try:
+        with open_store(plan.store(name)) as repo:
+            return StoreListing(name, repo.config.id.hex(), tuple(repo.list_images()))
+    except ImagekitError as exc:
+        return StoreListing(name, error=str(exc))
+
+
+def gather(plan: Plan, state_dir: Path, now: datetime | None = None) -> StatusReport:
+    paths = PlanPaths.of(plan, state_dir)
+    listings = [list_store(plan, s.name) for s in plan.stores.all()]
+    status = read_json(paths.status)
+    last_run = status.get("run") if isinstance(status, Mapping) else None
+    when = now or datetime.now(UTC)
+    return summarize(plan, listings, VerifiedRecord.load(paths.verified), when, last_run)
+
+
+def render(report: StatusReport) -> str:
+    """The human table of ``imagekit status``."""
+    lines = [f"plan {report.plan}: {'objectives hold' if report.ok else 'OBJECTIVES NOT MET'}"]
+    header = ("role", "store", "newest image", "age", "rpo", "verified", "ok")
+    table = [header]
+    for r in report.roles:
+        table.append(
+            (
+                r.role,
+                r.store,
+                (r.image_id or "-")[:12] if not r.error else f"({r.error[:60]})",
+                format_duration(r.age) if r.age is not None else "-",
+                format_duration(r.rpo_objective),
+                r.verified or "no",
+                "yes" if r.ok else "NO",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
+    run = report.last_run
+    if run:
+        outcome = "ok" if run.get("ok") else f"FAILED ({len(run.get('failures', []))} failures)"
+        lines.append(f"last run: {run.get('finished', '?')} {outcome}")
+    else:
+        lines.append("last run: none recorded")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "RoleStatus",
+    "StatusReport",
+    "StoreListing",
+    "gather",
+    "list_store",
+    "newest",
+    "point_in_time",
+    "render",
+    "summarize",
+]

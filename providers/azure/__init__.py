@@ -1,0 +1,1 @@
+"""Azure target: fixed VHD → page blob → managed disk → managed image → VM (ARM)."""

@@ -1,0 +1,339 @@
+"""Azure Resource Manager calls libcloud 3.9.1 lacks, made through its signed ARM connection.
+
+libcloud's ``AzureNodeDriver`` creates NICs and VMs; it cannot import a managed disk, create a
+managed image, a virtual network with an NSG-guarded subnet, or a Standard-SKU public IP, and it
+never waits on long operations. Each function here is one ARM REST call, named after it, with the
+API version it was written against. Long operations are polled through ``Azure-AsyncOperation``
+(or ``Location``) with a deadline of our own.
+
+``ex_customdata`` in 3.9.1 base64-encodes into ``bytes`` that ``json.dumps`` refuses (and cannot
+encode a ``str`` at all): ``CustomDataConnection`` serialises those bytes as ASCII instead, so
+``create_node(ex_customdata=user_data_bytes)`` sends the right ``osProfile.customData``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from libcloud.common.azure_arm import AzureResourceManagementConnection
+from libcloud.common.exceptions import BaseHTTPError
+from libcloud.common.types import InvalidCredsError, LibcloudError
+from libcloud.compute.base import NodeImage
+from libcloud.compute.drivers.azure_arm import AzureComputeGalleryImage, AzureNodeDriver
+
+from imagekit.errors import ProviderError
+
+#: API versions of the calls made here (each documented in the Azure REST reference).
+RESOURCE_GROUP_API = "2021-04-01"
+DISK_API = "2023-01-02"
+IMAGE_API = "2023-03-01"
+NETWORK_API = "2023-05-01"
+#: Seconds between polls of a long operation; ARM's own Retry-After is honoured when larger.
+POLL_INTERVAL = 5.0
+#: ARM error codes that mean "you are out of quota", not "your request is wrong".
+QUOTA_CODES = ("QuotaExceeded", "OperationNotAllowed", "SkuNotAvailable", "ZonalAllocationFailed")
+
+
+class CustomDataConnection(AzureResourceManagementConnection):
+    """ARM connection whose JSON encoder writes ``bytes`` (libcloud's base64 custom data) as
+    text."""
+
+    def encode_data(self, data: Any) -> str:
+        return json.dumps(data, default=_bytes_as_ascii)
+
+
+def _bytes_as_ascii(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class ImagekitAzureDriver(AzureNodeDriver):
+    connectionCls = CustomDataConnection
+
+
+class ManagedImage(AzureComputeGalleryImage):
+    """A managed image, booted by libcloud's ``create_node`` as ``imageReference.id``.
+
+    libcloud accepts only its own image classes; a gallery image is the one whose sole use is
+    its ``id``, so this is one with the managed image's id instead of a gallery path.
+    """
+
+    def __init__(self, image_id: str, name: str, driver: Any) -> None:
+        NodeImage.__init__(self, image_id, name, driver)
+
+
+def call_driver(fn: Callable[[], Any]) -> Any:
+    """A libcloud ARM driver call, its errors translated like ``request``'s."""
+    try:
+        return fn()
+    except InvalidCredsError as exc:
+        raise ProviderError(
+            "Azure refused the credentials",
+            hint="check AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET",
+        ) from exc
+    except BaseHTTPError as exc:
+        raise arm_error("the call", exc.code, str(exc.message)) from exc
+    except LibcloudError as exc:
+        raise ProviderError(f"Azure call failed: {exc.value}") from exc
+
+
+@dataclass(frozen=True)
+class Arm:
+    """The ARM scope imagekit works in: one subscription, one resource group, one location."""
+
+    driver: Any
+    subscription: str
+    resource_group: str
+    location: str
+    poll_interval: float = POLL_INTERVAL
+    sleep: Callable[[float], None] = time.sleep
+
+    def rg_path(self) -> str:
+        return f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+
+    def resource_id(self, kind: str, name: str) -> str:
+        return f"{self.rg_path()}/providers/{kind}/{name}"
+
+
+def request(
+    arm: Arm,
+    what: str,
+    path: str,
+    api_version: str,
+    method: str = "GET",
+    body: Mapping[str, Any] | None = None,
+) -> Any:
+    """One signed ARM call; cloud errors become ``ProviderError`` with ARM's code and message."""
+    try:
+        return arm.driver.connection.request(
+            path, params={"api-version": api_version}, data=body, method=method
+        )
+    except InvalidCredsError as exc:
+        raise ProviderError(
+            f"Azure refused the credentials ({what})",
+            hint="check AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET",
+        ) from exc
+    except BaseHTTPError as exc:
+        raise arm_error(what, exc.code, str(exc.message)) from exc
+    except LibcloudError as exc:
+        raise ProviderError(f"Azure {what} failed: {exc.value}") from exc
+
+
+def arm_error(what: str, status: int, message: str) -> ProviderError:
+    """The error for ARM's ``[Code] message`` answer, with a hint for the common causes."""
+    if status in (401, 403):
+        return ProviderError(
+            f"Azure denied {what}: {message}",
+            hint="the service principal needs Contributor on the resource group",
+        )
+    if any(code in message for code in QUOTA_CODES) or "quota" in message.lower():
+        return ProviderError(
+            f"Azure quota or capacity refused {what}: {message}",
+            hint="request a quota increase or choose another size or location",
+        )
+    return ProviderError(f"Azure {what} failed: {message}", transient=status in (429, 500, 503))
+
+
+def wait(arm: Arm, what: str, response: Any, deadline: float) -> None:
+    """Wait for the long operation ``response`` started (``Azure-AsyncOperation``/``Location``)."""
+    headers = {k.lower(): v for k, v in dict(response.headers).items()}
+    url = headers.get("azure-asyncoperation") or headers.get("location")
+    if url is None:
+        return  # finished synchronously (200/201 with a final body, 204 on delete)
+    async_op = "azure-asyncoperation" in headers
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query))
+    while True:
+        if time.monotonic() > deadline:
+            raise ProviderError(f"Azure {what} did not finish in time", transient=True)
+        arm.sleep(max(arm.poll_interval, float(headers.get("retry-after", 0) or 0)))
+        try:
+            answer = arm.driver.connection.request(parts.path, params=params)
+        except BaseHTTPError as exc:
+            raise arm_error(what, exc.code, str(exc.message)) from exc
+        if not async_op:
+            if int(answer.status) == 202:
+                continue
+            return
+        status = str((answer.object or {}).get("status", ""))
+        if status == "Succeeded":
+            return
+        if status in ("Failed", "Canceled"):
+            error = (answer.object or {}).get("error") or {}
+            message = f"[{error.get('code', status)}] {error.get('message', status)}"
+            raise arm_error(what, 400, message)
+
+
+def put(
+    arm: Arm, what: str, path: str, api_version: str, body: Mapping[str, Any], deadline: float
+) -> dict[str, Any]:
+    """PUT a resource and wait for it; returns the resource as ARM last described it."""
+    response = request(arm, what, path, api_version, "PUT", body)
+    headers = _lower(response.headers)
+    if "azure-asyncoperation" not in headers and "location" not in headers:
+        return dict(response.object or {})  # done: the body is the final resource
+    wait(arm, what, response, deadline)
+    return dict(request(arm, what, path, api_version).object or {})
+
+
+def delete(arm: Arm, what: str, resource_id: str, api_version: str, deadline: float) -> bool:
+    """DELETE a resource and wait; ``False`` when it was already gone (404)."""
+    try:
+        response = arm.driver.connection.request(
+            resource_id, params={"api-version": api_version}, method="DELETE"
+        )
+    except BaseHTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise arm_error(what, exc.code, str(exc.message)) from exc
+    if int(response.status) == 204:
+        return False
+    wait(arm, what, response, deadline)
+    return True
+
+
+def exists(arm: Arm, path: str, api_version: str) -> bool:
+    """GET the resource: ``False`` on 404."""
+    try:
+        arm.driver.connection.request(path, params={"api-version": api_version})
+    except BaseHTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise arm_error(f"lookup of {path}", exc.code, str(exc.message)) from exc
+    return True
+
+
+def wait_provisioned(arm: Arm, what: str, path: str, api_version: str, deadline: float) -> None:
+    """Poll a resource until ``provisioningState`` is Succeeded (libcloud's create_node returns
+    as soon as ARM accepts the PUT, before the VM exists)."""
+    while True:
+        body = request(arm, what, path, api_version).object or {}
+        state = str(body.get("properties", {}).get("provisioningState", ""))
+        if state == "Succeeded":
+            return
+        if state in ("Failed", "Canceled"):
+            raise ProviderError(f"Azure {what} ended {state}", hint="see the activity log")
+        if time.monotonic() + arm.poll_interval > deadline:
+            raise ProviderError(f"Azure {what} not done in time (state {state})", transient=True)
+        arm.sleep(arm.poll_interval)
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in dict(headers).items()}
+
+
+# -- the calls -------------------------------------------------------------------------------
+
+
+def resource_groups_create(arm: Arm, deadline: float) -> dict[str, Any]:
+    """Resource Groups - Create Or Update."""
+    path = arm.rg_path()
+    body = {"location": arm.location, "tags": {"created-by": "imagekit"}}
+    return put(arm, "resource group creation", path, RESOURCE_GROUP_API, body, deadline)
+
+
+def network_security_groups_create(
+    arm: Arm, name: str, ports: Sequence[int], deadline: float
+) -> dict[str, Any]:
+    """Network Security Groups - Create Or Update, one inbound allow rule per health port."""
+    rules = [
+        {
+            "name": f"allow-tcp-{port}",
+            "properties": {
+                "protocol": "Tcp",
+                "sourcePortRange": "*",
+                "destinationPortRange": str(port),
+                "sourceAddressPrefix": "*",
+                "destinationAddressPrefix": "*",
+                "access": "Allow",
+                # 100..4096 are user priorities; lower runs first.
+                "priority": 100 + index,
+                "direction": "Inbound",
+            },
+        }
+        for index, port in enumerate(sorted(set(ports)))
+    ]
+    body = {"location": arm.location, "properties": {"securityRules": rules}}
+    path = arm.resource_id("Microsoft.Network/networkSecurityGroups", name)
+    return put(arm, "NSG creation", path, NETWORK_API, body, deadline)
+
+
+def virtual_networks_create(
+    arm: Arm, name: str, subnet: str, nsg_id: str, deadline: float
+) -> dict[str, Any]:
+    """Virtual Networks - Create Or Update, with one subnet guarded by the NSG."""
+    body = {
+        "location": arm.location,
+        "properties": {
+            "addressSpace": {"addressPrefixes": ["10.80.0.0/16"]},
+            "subnets": [
+                {
+                    "name": subnet,
+                    "properties": {
+                        "addressPrefix": "10.80.0.0/24",
+                        "networkSecurityGroup": {"id": nsg_id},
+                    },
+                }
+            ],
+        },
+    }
+    path = arm.resource_id("Microsoft.Network/virtualNetworks", name)
+    return put(arm, "virtual network creation", path, NETWORK_API, body, deadline)
+
+
+def public_ip_addresses_create(arm: Arm, name: str, deadline: float) -> dict[str, Any]:
+    """Public IP Addresses - Create Or Update: Standard SKU, static (Basic is retired)."""
+    body = {
+        "location": arm.location,
+        "sku": {"name": "Standard"},
+        "properties": {"publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4"},
+    }
+    path = arm.resource_id("Microsoft.Network/publicIPAddresses", name)
+    return put(arm, "public IP creation", path, NETWORK_API, body, deadline)
+
+
+def disks_import(
+    arm: Arm, name: str, source_uri: str, storage_account_id: str, deadline: float
+) -> dict[str, Any]:
+    """Disks - Create Or Update with ``createOption: Import`` from a page blob VHD."""
+    body = {
+        "location": arm.location,
+        "sku": {"name": "Standard_LRS"},
+        "properties": {
+            "osType": "Linux",
+            "hyperVGeneration": "V1",  # BIOS boot, what an exported AMI disk (MBR) needs
+            "creationData": {
+                "createOption": "Import",
+                "sourceUri": source_uri,
+                "storageAccountId": storage_account_id,
+            },
+        },
+    }
+    path = arm.resource_id("Microsoft.Compute/disks", name)
+    return put(arm, "managed disk import", path, DISK_API, body, deadline)
+
+
+def images_create(arm: Arm, name: str, disk_id: str, deadline: float) -> dict[str, Any]:
+    """Images - Create Or Update: a managed image whose OS disk is the imported disk."""
+    body = {
+        "location": arm.location,
+        "properties": {
+            "hyperVGeneration": "V1",
+            "storageProfile": {
+                "osDisk": {
+                    "osType": "Linux",
+                    "osState": "Generalized",
+                    "managedDisk": {"id": disk_id},
+                    "caching": "ReadWrite",
+                }
+            },
+        },
+    }
+    path = arm.resource_id("Microsoft.Compute/images", name)
+    return put(arm, "managed image creation", path, IMAGE_API, body, deadline)

@@ -1,0 +1,1 @@
+"""Shared pieces of the cloud providers (gcp, azure, openstack): settings, secrets, names."""

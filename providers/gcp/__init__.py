@@ -1,0 +1,1 @@
+"""GCP target: disk.raw tar.gz → Cloud Storage → image → Compute Engine instance."""

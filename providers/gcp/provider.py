@@ -1,0 +1,238 @@
+"""The gcp provider: Google Compute Engine through libcloud's GCE driver (Compute API v1).
+
+upload: the ``gce`` tar.gz → ``gs://BUCKET/imagekit/RUN/disk.tar.gz``
+register_image: ``images.insert`` from that object, polled until READY (our deadline)
+create_nodes: one firewall rule for the health ports (instances tagged with the run), then one
+instance per node: pd-balanced boot disk from the image, user-data in the metadata
+teardown: instances, firewall rule, image, object — newest first
+
+GCE names are the resources' ids, so each is recorded *before* the call that creates it: a crash
+during the call still leaves a record naming it, and deleting what was never made is "gone".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from libcloud.common.exceptions import BaseHTTPError
+from libcloud.common.google import GoogleBaseError, ResourceNotFoundError
+from libcloud.compute.base import Node, NodeImage, NodeSize
+from libcloud.compute.drivers.gce import GCENodeDriver
+
+from imagekit.errors import ProviderError, UsageError
+from imagekit.providers import health
+from imagekit.providers.base import (
+    Endpoint,
+    NodeInfo,
+    NodeRequest,
+    PreparedImage,
+    Provider,
+    Resource,
+    Setting,
+    UploadedImage,
+)
+from imagekit.providers.cloud.common import read_secret, resource_name
+from imagekit.providers.gcp import api
+from imagekit.providers.runs import Run
+from imagekit.providers.userdata import load_keys
+
+#: An import of a few-GiB disk takes 5-15 minutes; one hour covers a large root volume.
+IMAGE_TIMEOUT = 3600.0
+#: libcloud's deadline for each operation it waits on (instance and firewall inserts, deletes);
+#: its 180 s default is too short for an instance with a large boot disk.
+OPERATION_TIMEOUT = 900.0
+KEY_FILE = "GOOGLE_APPLICATION_CREDENTIALS"
+
+
+class GcpProvider(Provider):
+    name = "gcp"
+    description = "Google Compute Engine: image imported from Cloud Storage, pd-balanced disk"
+    disk_format = "gce"
+    settings_help: ClassVar[tuple[Setting, ...]] = (
+        Setting("project", "project id the image and instances go to", env="GCP_PROJECT"),
+        Setting("zone", "zone of the instances, e.g. europe-west1-b", env="GCP_ZONE"),
+        Setting("bucket", "Cloud Storage bucket for the image upload", env="GCP_BUCKET"),
+        Setting("network", "VPC network (default: default)", env="GCP_NETWORK", required=False),
+        Setting(
+            "credentials",
+            "service-account JSON key file (or [gcp] in $IMAGEKIT_CREDENTIALS_FILE)",
+            env=KEY_FILE,
+            required=False,
+            secret=True,
+        ),
+    )
+    default_checks = ("tcp:22",)
+    ssh_user = "imagekit"
+    poll_interval = api.POLL_INTERVAL
+
+    def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
+        super().__init__(state_dir=state_dir, settings=settings)
+        self.project = self.settings["project"]
+        self.zone = self.settings["zone"]
+        self.bucket = self.settings["bucket"]
+        self.network = self.settings.get("network", "default")
+        self._compute: Any = None
+        self._storage: Any = None
+        self._guest_ports: tuple[int, ...] = (22, 80)
+
+    # -- connections (built on first use; nothing is contacted by a dry run) ----------------
+
+    def _identity(self) -> tuple[str, str]:
+        key_file = str(read_secret(self.name, KEY_FILE))
+        try:
+            email = json.loads(Path(key_file).read_text())["client_email"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise UsageError(f"{KEY_FILE}: not a readable service-account JSON key file") from exc
+        return str(email), key_file
+
+    def _token_cache(self) -> str:
+        # libcloud caches the OAuth2 token in a file; keep it in imagekit's private state folder.
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return str(self.state_dir / f"gcp-token.{self.project}")
+
+    def compute(self) -> Any:
+        if self._compute is None:
+            email, key_file = self._identity()
+            self._compute = api.call(
+                "authentication",
+                lambda: GCENodeDriver(  # type: ignore[no-untyped-call]
+                    email,
+                    key_file,
+                    project=self.project,
+                    auth_type="SA",
+                    credential_file=self._token_cache(),
+                    timeout=OPERATION_TIMEOUT,
+                ),
+            )
+        return self._compute
+
+    def storage(self) -> Any:
+        if self._storage is None:
+            email, key_file = self._identity()
+            self._storage = api.call(
+                "authentication",
+                lambda: api.ServiceAccountStorageDriver(
+                    email, key_file, project=self.project, credential_file=self._token_cache()
+                ),
+            )
+        return self._storage
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def object_name(self, run: Run) -> str:
+        return f"imagekit/{run.run_id}/disk.tar.gz"
+
+    def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
+        name = self.object_name(run)
+        run.add_resource(
+            Resource("gcs-object", f"gs://{self.bucket}/{name}", name, {"bucket": self.bucket})
+        )
+        url = api.objects_insert(self.storage(), self.bucket, name, image.path)
+        return UploadedImage(image, url)
+
+    def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
+        name = resource_name(run.run_id, "image")
+        run.add_resource(Resource("image", name, name))
+        driver = self.compute()
+        api.images_insert(driver, name, image.location, f"imagekit {image.prepared.name}")
+        deadline = time.monotonic() + IMAGE_TIMEOUT
+        body = api.wait_image_ready(driver, name, deadline, self.poll_interval)
+        return NodeImage(
+            body.get("id", name), name, driver, extra={"selfLink": body.get("selfLink", "")}
+        )
+
+    def list_sizes(self) -> list[NodeSize]:
+        driver = self.compute()
+        return list(api.call("size listing", lambda: driver.list_sizes(location=self.zone)))
+
+    def create_nodes(self, image: NodeImage, request: NodeRequest, run: Run) -> list[Node]:
+        driver = self.compute()
+        self._guest_ports = request.guest_ports
+        tag = resource_name(run.run_id, "nodes")
+        firewall = resource_name(run.run_id, "allow")
+        run.add_resource(Resource("firewall", firewall, firewall))
+        api.firewalls_insert(driver, firewall, request.guest_ports, tag, self.network)
+        metadata = {"user-data": request.user_data}
+        if request.ssh_public_key:
+            metadata["ssh-keys"] = f"{self.ssh_user}:{request.ssh_public_key}"
+        nodes = []
+        for base in request.node_names():
+            name = resource_name(base)
+            run.add_resource(Resource("node", name, name, {"zone": self.zone}))
+            nodes.append(
+                api.instances_insert(
+                    driver, name, request.size, image, self.zone, metadata, tag, self.network
+                )
+            )
+        return nodes
+
+    def node_info(self, node: Node) -> NodeInfo:
+        host = next(iter(node.public_ips or []), "")
+        endpoints = tuple(Endpoint(p, host, p) for p in self._guest_ports) if host else ()
+        return NodeInfo(node.name, node.name, endpoints, str(getattr(node.size, "id", "") or ""))
+
+    def health_target(self, node: Node, run: Run) -> health.HealthTarget:
+        host = next(iter(node.public_ips or []), "")
+        if not host:
+            raise ProviderError(f"instance {node.name} has no external IP to check")
+        keys = load_keys(run.ssh_dir) if run.ssh_dir.is_dir() else None
+        ssh = health.SshAccess(self.ssh_user, keys.private_key, None) if keys else None
+        return health.HealthTarget(
+            name=node.name,
+            endpoint=lambda port: (host, port),
+            console=lambda: api.serial_port_output(self.compute(), node.name, self.zone),
+            ssh=ssh,
+        )
+
+    # -- teardown --------------------------------------------------------------------------
+
+    def _path(self, resource: Resource) -> str:
+        kinds = {
+            "node": f"/zones/{resource.extra.get('zone', self.zone)}/instances/{resource.id}",
+            "image": f"/global/images/{resource.id}",
+            "firewall": f"/global/firewalls/{resource.id}",
+        }
+        if resource.kind not in kinds:
+            raise ProviderError(f"gcp cannot delete a {resource.kind!r}")
+        return kinds[resource.kind]
+
+    def delete(self, resource: Resource) -> bool:
+        if resource.kind == "gcs-object":
+            return api.objects_delete(self.storage(), resource.extra["bucket"], resource.name)
+        return api.delete(self.compute(), str(resource), self._path(resource))
+
+    def exists(self, resource: Resource) -> bool:
+        try:
+            if resource.kind == "gcs-object":
+                storage = self.storage()
+                path = f"/{resource.extra['bucket']}/{resource.name}"
+                return int(storage.connection.request(path, method="HEAD").status) == 200
+            self.compute().connection.request(self._path(resource))
+        except (ResourceNotFoundError, GoogleBaseError, BaseHTTPError) as exc:
+            if getattr(exc, "http_code", getattr(exc, "code", 0)) == 404:
+                return False
+            raise ProviderError(f"GCE lookup of {resource} failed: {exc}") from exc
+        return True
+
+    # -- dry run ---------------------------------------------------------------------------
+
+    def planned_calls(self, request: NodeRequest, run_id: str) -> list[str]:
+        """The cloud calls a boot would make, in order, without making any."""
+        base = f"compute/v1/projects/{self.project}"
+        calls = [
+            f"PUT https://{api.GCS_HOST}/{self.bucket}/imagekit/{run_id}/disk.tar.gz",
+            f"POST {base}/global/images (rawDisk.source = that object)",
+            f"GET {base}/global/images/{resource_name(run_id, 'image')} until READY",
+            f"POST {base}/global/firewalls {resource_name(run_id, 'allow')} "
+            f"tcp:{','.join(map(str, request.guest_ports))}",
+        ]
+        for base_name in request.node_names():
+            calls.append(
+                f"POST {base}/zones/{self.zone}/instances {resource_name(base_name)} "
+                f"({request.size.id}, {api.DISK_TYPE}, metadata user-data)"
+            )
+        return calls

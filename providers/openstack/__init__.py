@@ -1,0 +1,1 @@
+"""OpenStack target (and its Rackspace profile): Glance image → Nova server."""

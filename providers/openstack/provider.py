@@ -1,0 +1,407 @@
+"""The openstack provider (Glance v2 + Nova + Neutron) and its rackspace profile.
+
+openstack — upload: Glance create image (qcow2, bare) + upload binary data, recorded as soon
+as Glance names its id; register_image: poll until ``active``; create_nodes: a security group
+with one ingress rule per guest port, then per node ``create_node`` with user-data on a config
+drive (``ex_config_drive``), the configured network and key pair, polled until ACTIVE, and a
+floating IP from the configured pool when one is named.
+
+rackspace — upload: the fixed VHD to Cloud Files; register_image: a Glance ``import`` task from
+that object, polled; create_nodes as above without security group or floating IP (Rackspace
+public cloud servers get a public address and filter nothing by default).
+
+teardown: newest first — floating IPs, servers (waited until gone, so the group is free),
+security group, image, object.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from libcloud.common.exceptions import BaseHTTPError
+from libcloud.compute.base import Node, NodeImage, NodeSize
+from libcloud.compute.drivers.openstack import OpenStackNetwork
+
+from imagekit.errors import ProviderError
+from imagekit.providers import health
+from imagekit.providers.base import (
+    Endpoint,
+    NodeInfo,
+    NodeRequest,
+    PreparedImage,
+    Provider,
+    Resource,
+    Setting,
+    UploadedImage,
+)
+from imagekit.providers.cloud.common import read_secret, resource_name
+from imagekit.providers.openstack import glance
+from imagekit.providers.runs import Run
+from imagekit.providers.userdata import load_keys
+
+#: Glance stores and checksums the upload before ``active``; a large image takes minutes.
+IMAGE_TIMEOUT = 3600.0
+#: A server from a local image is ACTIVE in about a minute; boot-from-volume clouds copy first.
+SERVER_TIMEOUT = 900.0
+REQUEST_TIMEOUT = 900.0  # seconds per HTTP request, the streamed upload included
+AUTH_VERSION = "3.x_password"
+#: 5 GiB: Swift's (and Cloud Files') largest single object; bigger needs a segmented upload.
+CLOUD_FILES_OBJECT_LIMIT = 5 << 30
+
+
+class OpenStackProvider(Provider):
+    name = "openstack"
+    description = "OpenStack: Glance v2 image upload, Nova server with config-drive user-data"
+    disk_format = "qcow2"
+    settings_help: ClassVar[tuple[Setting, ...]] = (
+        Setting("auth_url", "Keystone URL, e.g. https://keystone:5000", env="OS_AUTH_URL"),
+        Setting("project", "project (tenant) name", env="OS_PROJECT_NAME"),
+        Setting("region", "region name", env="OS_REGION_NAME", required=False),
+        Setting(
+            "domain", "user domain (default: Default)", env="OS_USER_DOMAIN_NAME", required=False
+        ),
+        Setting("network", "network id for the servers", env="IMAGEKIT_OS_NETWORK", required=False),
+        Setting(
+            "floating_pool",
+            "external network for floating IPs (none: no floating IP)",
+            env="IMAGEKIT_OS_FLOATING_POOL",
+            required=False,
+        ),
+        Setting("keypair", "Nova key pair to inject", env="IMAGEKIT_OS_KEYPAIR", required=False),
+        Setting("username", "user name", env="OS_USERNAME", required=False, secret=True),
+        Setting("password", "password", env="OS_PASSWORD", required=False, secret=True),
+    )
+    default_checks = ("tcp:22",)
+    poll_interval = glance.POLL_INTERVAL
+    auth_version = AUTH_VERSION
+    user_env, secret_env = "OS_USERNAME", "OS_PASSWORD"
+    uses_security_groups = True
+    driver_class: ClassVar[type] = glance.GlanceNodeDriver
+
+    def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
+        super().__init__(state_dir=state_dir, settings=settings)
+        self._driver: Any = None
+        self._guest_ports: tuple[int, ...] = (22, 80)
+        self._floating: dict[str, str] = {}  # node id → floating address
+
+    # -- connection --------------------------------------------------------------------------
+
+    def driver_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "ex_force_auth_url": self.settings["auth_url"],
+            "ex_force_auth_version": self.auth_version,
+            "ex_tenant_name": self.settings.get("project"),
+            "ex_domain_name": self.settings.get("domain", "Default"),
+            "timeout": REQUEST_TIMEOUT,
+        }
+        if self.settings.get("region"):
+            kwargs["ex_force_service_region"] = self.settings["region"]
+        return kwargs
+
+    def driver(self) -> Any:
+        if self._driver is None:
+            user = str(read_secret(self.name, self.user_env))
+            secret = str(read_secret(self.name, self.secret_env))
+            self._driver = self.driver_class(user, secret, **self.driver_kwargs())
+        return self._driver
+
+    def _images(self) -> Any:
+        return self.driver().image_connection
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
+        name = resource_name(run.run_id, "image")
+        fmt = {"qcow2": "qcow2", "raw": "raw", "vhd-azure": "vhd"}[image.disk_format]
+        gib = -(-image.virtual_size // (1 << 30))
+        image_id = glance.images_create(
+            self._images(), name, fmt, gib, {"imagekit_run": run.run_id}
+        )
+        run.add_resource(Resource("image", image_id, name))
+        glance.images_upload(self._images(), image_id, image.path)
+        return UploadedImage(image, image_id)
+
+    def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
+        deadline = time.monotonic() + IMAGE_TIMEOUT
+        body = glance.wait_image_active(
+            self._images(), image.location, deadline, self.poll_interval
+        )
+        return NodeImage(image.location, str(body.get("name", "")), self.driver())
+
+    def list_sizes(self) -> list[NodeSize]:
+        driver = self.driver()
+        sizes = list(glance.call("flavor listing", driver.list_sizes))
+        for size in sizes:
+            # libcloud keeps a flavor's vCPUs as an attribute; the size mapping reads ``extra``.
+            size.extra = {**(size.extra or {}), "vcpus": getattr(size, "vcpus", None)}
+        return sizes
+
+    def create_nodes(self, image: NodeImage, request: NodeRequest, run: Run) -> list[Node]:
+        driver = self.driver()
+        self._guest_ports = request.guest_ports
+        groups = []
+        if self.uses_security_groups:
+            groups.append(self._security_group(driver, request, run))
+        kwargs: dict[str, Any] = {
+            "ex_userdata": request.user_data,
+            "ex_config_drive": True,  # user-data without a metadata service
+            "ex_metadata": {"imagekit_run": run.run_id},
+        }
+        if groups:
+            kwargs["ex_security_groups"] = groups
+        if self.settings.get("network"):
+            kwargs["networks"] = [
+                OpenStackNetwork(self.settings["network"], "", None, driver)  # type: ignore[no-untyped-call]
+            ]
+        if self.settings.get("keypair"):
+            kwargs["ex_keyname"] = self.settings["keypair"]
+        nodes = []
+        for base in request.node_names():
+            name = resource_name(base)
+            node = glance.call(
+                f"creation of server {name}",
+                functools.partial(
+                    driver.create_node, name=name, size=request.size, image=image, **kwargs
+                ),
+            )
+            run.add_resource(Resource("node", node.id, name))
+            node = self._wait_active(driver, node.id, name)
+            if self.settings.get("floating_pool"):
+                self._attach_floating_ip(driver, node, run)
+            nodes.append(node)
+        return nodes
+
+    def _security_group(self, driver: Any, request: NodeRequest, run: Run) -> Any:
+        name = resource_name(run.run_id, "sg")
+        group = glance.call(
+            "security group creation",
+            lambda: driver.ex_create_security_group(name, f"imagekit run {run.run_id}"),
+        )
+        run.add_resource(Resource("security-group", group.id, name))
+        for port in sorted(set(request.guest_ports)):
+            glance.call(
+                "security group rule creation",
+                functools.partial(
+                    driver.ex_create_security_group_rule, group, "tcp", port, port, "0.0.0.0/0"
+                ),
+            )
+        return group
+
+    def _wait_active(self, driver: Any, node_id: str, name: str) -> Node:
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while True:
+            node = glance.call("server lookup", lambda: driver.ex_get_node_details(node_id))
+            status = (node.extra or {}).get("vm_state") or str(node.state)
+            if node.state == "running" or status == "active":
+                return node  # type: ignore[no-any-return]
+            if node.state == "error" or status == "error":
+                fault = (node.extra or {}).get("fault") or {}
+                message = (
+                    fault.get("message", "no reason given") if isinstance(fault, dict) else fault
+                )
+                raise glance.openstack_error(f"boot of server {name}", 0, str(message))
+            if time.monotonic() + self.poll_interval > deadline:
+                raise ProviderError(f"server {name} not ACTIVE in time (state {node.state})")
+            time.sleep(self.poll_interval)
+
+    def _attach_floating_ip(self, driver: Any, node: Node, run: Run) -> None:
+        pool = self.settings["floating_pool"]
+        ip = glance.call("floating IP creation", lambda: driver.ex_create_floating_ip(pool))
+        if ip is None:
+            raise ProviderError(f"no floating IP pool named {pool!r}")
+        run.add_resource(Resource("floating-ip", ip.id, ip.ip_address))
+        glance.call(
+            "floating IP association", lambda: driver.ex_attach_floating_ip_to_node(node, ip)
+        )
+        self._floating[str(node.id)] = ip.ip_address
+
+    def _address(self, node: Node) -> str:
+        if str(node.id) in self._floating:
+            return self._floating[str(node.id)]
+        return next(iter([*(node.public_ips or []), *(node.private_ips or [])]), "")
+
+    def node_info(self, node: Node) -> NodeInfo:
+        host = self._address(node)
+        endpoints = tuple(Endpoint(p, host, p) for p in self._guest_ports) if host else ()
+        return NodeInfo(
+            str(node.id), node.name, endpoints, str((node.extra or {}).get("flavorId", ""))
+        )
+
+    def health_target(self, node: Node, run: Run) -> health.HealthTarget:
+        host = self._address(node)
+        if not host:
+            raise ProviderError(f"server {node.name} has no address to check")
+        keys = load_keys(run.ssh_dir) if run.ssh_dir.is_dir() else None
+        ssh = health.SshAccess(self.ssh_user, keys.private_key, None) if keys else None
+        return health.HealthTarget(name=node.name, endpoint=lambda port: (host, port), ssh=ssh)
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def _paths(self, resource: Resource) -> tuple[Any, str]:
+        driver = self.driver()
+        kinds = {
+            "node": (driver.connection, f"/servers/{resource.id}"),
+            "floating-ip": (driver.network_connection, f"/v2.0/floatingips/{resource.id}"),
+            "security-group": (driver.network_connection, f"/v2.0/security-groups/{resource.id}"),
+            "image": (driver.image_connection, f"/v2/images/{resource.id}"),
+        }
+        if resource.kind not in kinds:
+            raise ProviderError(f"{self.name} cannot delete a {resource.kind!r}")
+        return kinds[resource.kind]
+
+    def delete(self, resource: Resource) -> bool:
+        conn, path = self._paths(resource)
+        try:
+            conn.request(path, method="DELETE")
+        except BaseHTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise glance.openstack_error(
+                f"deletion of {resource}", exc.code, str(exc.message)
+            ) from exc
+        if resource.kind == "node":
+            self._wait_gone(conn, path, str(resource))
+        return True
+
+    def _wait_gone(self, conn: Any, path: str, what: str) -> None:
+        # A security group in use by a server being deleted cannot go yet: wait for the server.
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while self._exists(conn, path):
+            if time.monotonic() + self.poll_interval > deadline:
+                raise ProviderError(f"{what} still there after its deletion", transient=True)
+            time.sleep(self.poll_interval)
+
+    @staticmethod
+    def _exists(conn: Any, path: str) -> bool:
+        try:
+            conn.request(path)
+        except BaseHTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise glance.openstack_error(f"lookup of {path}", exc.code, str(exc.message)) from exc
+        return True
+
+    def exists(self, resource: Resource) -> bool:
+        return self._exists(*self._paths(resource))
+
+    # -- dry run -----------------------------------------------------------------------------
+
+    def planned_calls(self, request: NodeRequest, run_id: str) -> list[str]:
+        """The cloud calls a boot would make, in order, without making any."""
+        calls = [
+            f"POST /v2/images {resource_name(run_id, 'image')} ({self.disk_format}, bare)",
+            "PUT /v2/images/{id}/file (application/octet-stream)",
+            "GET /v2/images/{id} until active",
+        ]
+        if self.uses_security_groups:
+            calls.append(f"POST /v2.0/security-groups {resource_name(run_id, 'sg')}")
+            calls += [f"POST /v2.0/security-group-rules tcp:{p}" for p in request.guest_ports]
+        for base in request.node_names():
+            calls.append(f"POST /servers {resource_name(base)} ({request.size.id}, user_data)")
+            if self.settings.get("floating_pool"):
+                calls.append(f"POST /v2.0/floatingips ({self.settings['floating_pool']})")
+        return calls
+
+
+class RackspaceProvider(OpenStackProvider):
+    """The Rackspace profile: VHD via Cloud Files and a Glance import task."""
+
+    name = "rackspace"
+    description = "Rackspace: VHD imported from Cloud Files by a Glance task, Nova server"
+    disk_format = "vhd-azure"  # a fixed VHD: what Rackspace's image import takes
+    settings_help: ClassVar[tuple[Setting, ...]] = (
+        Setting("region", "region, e.g. DFW, ORD, IAD, LON", env="RACKSPACE_REGION"),
+        Setting(
+            "container",
+            "Cloud Files container for the upload (default: imagekit)",
+            env="RACKSPACE_CONTAINER",
+            required=False,
+        ),
+        Setting("keypair", "key pair to inject", env="RACKSPACE_KEYPAIR", required=False),
+        Setting("username", "user name", env="RACKSPACE_USERNAME", required=False, secret=True),
+        Setting("api_key", "API key", env="RACKSPACE_API_KEY", required=False, secret=True),
+    )
+    auth_version = "2.0_apikey"
+    user_env, secret_env = "RACKSPACE_USERNAME", "RACKSPACE_API_KEY"
+    uses_security_groups = False
+    driver_class: ClassVar[type] = glance.RackspaceNodeDriver
+    auth_url = "https://identity.api.rackspacecloud.com"
+
+    def driver_kwargs(self) -> dict[str, Any]:
+        return {
+            "ex_force_auth_url": self.auth_url,
+            "ex_force_auth_version": self.auth_version,
+            "ex_force_service_region": self.settings["region"],
+            "timeout": REQUEST_TIMEOUT,
+        }
+
+    def files(self) -> Any:
+        from libcloud.storage.drivers.cloudfiles import CloudFilesStorageDriver
+
+        user = str(read_secret(self.name, self.user_env))
+        key = str(read_secret(self.name, self.secret_env))
+        return CloudFilesStorageDriver(  # type: ignore[no-untyped-call]
+            user, key, region=self.settings["region"].lower(), timeout=REQUEST_TIMEOUT
+        )
+
+    def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
+        container = self.settings.get("container", "imagekit")
+        name = f"{run.run_id}.vhd"
+        if image.path.stat().st_size > CLOUD_FILES_OBJECT_LIMIT:
+            raise ProviderError(
+                f"{image.path}: larger than one Cloud Files object (5 GiB)",
+                hint="segmented uploads are not implemented; import through the openstack provider",
+            )
+        run.add_resource(Resource("object", f"{container}/{name}", name, {"container": container}))
+        files = self.files()
+        with image.path.open("rb") as body:
+            glance.call(
+                "upload to Cloud Files",
+                lambda: files.connection.request(
+                    f"/{container}/{name}",
+                    method="PUT",
+                    data=body,
+                    headers={"Content-Type": glance.OCTET},
+                ),
+            )
+        return UploadedImage(image, f"{container}/{name}")
+
+    def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
+        name = resource_name(run.run_id, "image")
+        task = glance.tasks_import(self._images(), image.location, name, "vhd")
+        deadline = time.monotonic() + IMAGE_TIMEOUT
+        image_id = glance.wait_task(self._images(), task, deadline, self.poll_interval)
+        run.add_resource(Resource("image", image_id, name))
+        body = glance.wait_image_active(self._images(), image_id, deadline, self.poll_interval)
+        return NodeImage(image_id, str(body.get("name", name)), self.driver())
+
+    def delete(self, resource: Resource) -> bool:
+        if resource.kind != "object":
+            return super().delete(resource)
+        try:
+            self.files().connection.request(f"/{resource.id}", method="DELETE")
+        except BaseHTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise glance.openstack_error(
+                f"deletion of {resource}", exc.code, str(exc.message)
+            ) from exc
+        return True
+
+    def exists(self, resource: Resource) -> bool:
+        if resource.kind != "object":
+            return super().exists(resource)
+        return self._exists(self.files().connection, f"/{resource.id}")
+
+    def planned_calls(self, request: NodeRequest, run_id: str) -> list[str]:
+        container = self.settings.get("container", "imagekit")
+        calls = [
+            f"PUT cloudFiles /{container}/{run_id}.vhd",
+            f"POST /v2/tasks import {container}/{run_id}.vhd (vhd)",
+            "GET /v2/tasks/{id} until success, GET /v2/images/{id} until active",
+        ]
+        return calls + super().planned_calls(request, run_id)[3:]

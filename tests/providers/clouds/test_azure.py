@@ -1,0 +1,391 @@
+"""The azure provider, request by request, against hand-written responses.
+
+The responses are written from the Azure REST reference: Microsoft Entra ID OAuth2 token
+(v1 endpoint, as libcloud 3.9.1 calls it), Blob service 2018-11-09 (Create Container, Put Blob,
+Put Page, Delete Blob), ARM Resource Groups 2021-04-01, Disks 2023-01-02, Images 2023-03-01,
+Network 2023-05-01 (NSG, virtual network, public IP), and the versions libcloud uses for NICs
+(2018-06-01) and VMs (2021-11-01), with ``Azure-AsyncOperation`` on long operations. The page
+blob upload against a real emulator is in ``test_azure_pageblob.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagekit.errors import ProviderError
+from imagekit.providers.azure.provider import AzureProvider
+from imagekit.providers.base import NodeRequest
+from imagekit.providers.boot import BootOptions, boot, teardown
+from imagekit.providers.runs import RunStore
+from imagekit.providers.sources import FileImageSource
+from tests.providers.clouds.recorded import Call, Cloud, Reply, recorded
+
+SUB, RG, LOC, ACCOUNT = "00000000-1111-2222-3333-444444444444", "dr-rg", "westeurope", "drimages"
+ARM = r"https://management\.azure\.com"
+BLOB = rf"https://{ACCOUNT}\.blob\.core\.windows\.net"
+ASYNC = "https://management.azure.com/subscriptions/x/providers/Microsoft.Compute/operations/op1?api-version=2023-01-02"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    values = {
+        "AZURE_SUBSCRIPTION_ID": SUB,
+        "AZURE_RESOURCE_GROUP": RG,
+        "AZURE_LOCATION": LOC,
+        "AZURE_STORAGE_ACCOUNT": ACCOUNT,
+        "AZURE_TENANT_ID": "tenant-1",
+        "AZURE_CLIENT_ID": "client-1",
+        "AZURE_CLIENT_SECRET": "s3cret-value",
+        "AZURE_STORAGE_KEY": base64.b64encode(b"k" * 64).decode(),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        yield int(sock.getsockname()[1])
+
+
+def _resource(call: Call) -> Reply:
+    """ARM's answer to a PUT (201 + Azure-AsyncOperation) or GET of any resource we made."""
+    body: dict[str, Any] = {
+        "id": call.path,
+        "name": call.path.rsplit("/", 1)[1],
+        "location": LOC,
+        "properties": {"provisioningState": "Succeeded", "ipAddress": "127.0.0.1"},
+    }
+    if "/networkInterfaces/" in call.path:
+        body["properties"]["ipConfigurations"] = [
+            {
+                "name": "myip1",
+                "properties": {
+                    "privateIPAddress": "10.80.0.4",
+                    "publicIPAddress": {
+                        "id": call.path.replace("-nic", "-ip").replace(
+                            "networkInterfaces", "publicIPAddresses"
+                        )
+                    },
+                },
+            }
+        ]
+    if "/virtualMachines/" in call.path:
+        body["properties"].update(
+            hardwareProfile={"vmSize": "Standard_D2s_v5"},
+            networkProfile={
+                "networkInterfaces": [
+                    {
+                        "id": call.path.replace(
+                            "Microsoft.Compute/virtualMachines",
+                            "Microsoft.Network/networkInterfaces",
+                        )
+                        + "-nic"
+                    }
+                ]
+            },
+        )
+    if call.method == "PUT" and "/networkInterfaces/" not in call.path:
+        return Reply(201, body, {"Azure-AsyncOperation": ASYNC})
+    return Reply(200, body)
+
+
+SIZES = [
+    {
+        "name": n,
+        "numberOfCores": c,
+        "memoryInMB": m,
+        "resourceDiskSizeInMB": 8192,
+        "osDiskSizeInMB": 1047552,
+        "maxDataDiskCount": 4,
+    }
+    for n, c, m in [
+        ("Standard_B1s", 1, 1024),
+        ("Standard_D2s_v5", 2, 8192),
+        ("Standard_D4s_v5", 4, 16384),
+    ]
+]
+
+
+def _routes(
+    cloud: Cloud,
+    *,
+    group_exists: bool = False,
+    import_status: str = "Succeeded",
+    vm_error: Reply | None = None,
+) -> None:
+    cloud.route(
+        "POST",
+        r"https://login\.microsoftonline\.com/tenant-1/oauth2/token",
+        Reply(
+            body={"access_token": "eyJ.test", "expires_on": "9999999999", "token_type": "Bearer"}
+        ),
+    )
+    cloud.route(
+        "PUT",
+        BLOB + r"/imagekit\?restype=container",
+        Reply(201, b"", {"ETag": "0x1", "Last-Modified": "Wed, 01 Jan 2026 00:00:00 GMT"}),
+    )
+    cloud.route("PUT", BLOB + r"/imagekit/[^?]+\.vhd", Reply(201, b""))
+    cloud.route("DELETE", BLOB + r"/imagekit/", Reply(202, b""))
+    cloud.route(
+        "GET",
+        ARM + rf"/subscriptions/{SUB}/resourceGroups/{RG}\?",
+        Reply(200, {"id": RG})
+        if group_exists
+        else Reply(404, {"error": {"code": "ResourceGroupNotFound", "message": "not found"}}),
+    )
+    cloud.route(
+        "PUT",
+        ARM + rf"/subscriptions/{SUB}/resourceGroups/{RG}\?",
+        Reply(201, {"id": RG, "name": RG, "location": LOC}),
+    )
+    cloud.route(
+        "PUT", ARM + r"/subscriptions/.*/providers/Microsoft\.(Compute|Network)/", _resource
+    )
+    cloud.route(
+        "GET",
+        ARM + r"/subscriptions/.*/providers/Microsoft\.(Compute|Network)/[^?]*/[^/?]+\?",
+        _resource,
+    )
+    cloud.route(
+        "GET",
+        ARM + r"/subscriptions/.*/InstanceView",
+        Reply(body={"statuses": [{"code": "PowerState/running"}]}),
+    )
+    cloud.route(
+        "GET",
+        ARM + rf"/subscriptions/{SUB}/providers/Microsoft\.Compute/locations/{LOC}/vmSizes",
+        Reply(body={"value": SIZES}),
+    )
+    cloud.route(
+        "DELETE",
+        ARM + r"/subscriptions/",
+        Reply(202, b"", {"Location": ASYNC}),
+        Reply(202, b"", {"Location": ASYNC}),
+    )
+    # requests_mock tries the newest route first: the operation outranks the generic GET.
+    cloud.route(
+        "GET",
+        ARM + r"/subscriptions/x/providers/Microsoft\.Compute/operations/op1",
+        Reply(body={"status": "InProgress"}),
+        Reply(
+            body={
+                "status": import_status,
+                "error": {"code": "ImageRejected", "message": "The VHD footer is not valid"},
+            }
+            if import_status == "Failed"
+            else {"status": "Succeeded"}
+        ),
+        Reply(body={"status": "Succeeded"}),
+    )
+    if vm_error is not None:
+        cloud.route("PUT", ARM + r"/subscriptions/.*/virtualMachines/", vm_error)
+
+
+def _provider(state: Path) -> AzureProvider:
+    provider = AzureProvider(state_dir=state)
+    provider.poll_interval = 0.0
+    return provider
+
+
+def _arm_calls(call: Call) -> bool:
+    return "oauth2" not in call.url and "comp=page" not in call.url
+
+
+def test_full_flow_upload_register_boot_health_teardown(
+    env: Path, test_disk: Path, listener: int
+) -> None:
+    runs = RunStore(env / "state")
+    source = FileImageSource(test_disk, name="web", metadata={"instance_type": "m5.large"})
+    options = BootOptions(guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10)
+    with recorded() as cloud:
+        _routes(cloud)
+        record = boot(_provider(env / "state"), source, options, runs)
+        rid = record.run_id
+        vhd = (runs.runs_dir / rid / "image" / "disk.vhd").read_bytes()
+        report = teardown(runs, rid, factory=lambda name, **kw: _provider(kw["state_dir"]))
+
+    rg = f"/subscriptions/{SUB}/resourceGroups/{RG}"
+    net, comp = f"{rg}/providers/Microsoft.Network", f"{rg}/providers/Microsoft.Compute"
+    op = "/subscriptions/x/providers/Microsoft.Compute/operations/op1"
+    node = f"{rid}-1"
+    sequence = cloud.sequence(skip=lambda c: not _arm_calls(c))
+    assert sequence == [
+        f"GET /subscriptions/{SUB}/providers/Microsoft.Compute/locations/{LOC}/vmSizes",
+        "PUT /imagekit",  # Create Container (already there is fine too)
+        f"PUT /imagekit/{rid}.vhd",  # Put Blob: the empty page blob
+        f"GET {rg}",  # the group is missing → created and recorded
+        f"PUT {rg}",
+        f"PUT {comp}/disks/{rid}-disk",
+        f"GET {op}",  # InProgress
+        f"GET {op}",  # Succeeded
+        f"GET {comp}/disks/{rid}-disk",
+        f"PUT {comp}/images/{rid}-image",
+        f"GET {op}",
+        f"GET {comp}/images/{rid}-image",
+        f"PUT {net}/networkSecurityGroups/{rid}-nsg",
+        f"GET {op}",
+        f"GET {net}/networkSecurityGroups/{rid}-nsg",
+        f"PUT {net}/virtualNetworks/{rid}-vnet",
+        f"GET {op}",
+        f"GET {net}/virtualNetworks/{rid}-vnet",
+        f"PUT {net}/publicIPAddresses/{node}-ip",
+        f"GET {op}",
+        f"GET {net}/publicIPAddresses/{node}-ip",
+        f"PUT {net}/networkInterfaces/{node}-nic",
+        f"PUT {comp}/virtualMachines/{node}",
+        f"GET {net}/networkInterfaces/{node}-nic",  # libcloud reads the new VM's addresses
+        f"GET {net}/publicIPAddresses/{node}-ip",
+        f"GET {comp}/virtualMachines/{node}/InstanceView",
+        f"GET {comp}/virtualMachines/{node}",  # our poll: Succeeded
+        f"GET {comp}/virtualMachines/{node}",  # the node as it is now
+        f"GET {net}/networkInterfaces/{node}-nic",
+        f"GET {net}/publicIPAddresses/{node}-ip",
+        f"GET {comp}/virtualMachines/{node}/InstanceView",
+        # teardown, newest first
+        f"DELETE {comp}/virtualMachines/{node}",
+        f"GET {op}",
+        f"DELETE {comp}/disks/{node}",
+        f"GET {op}",
+        f"DELETE {net}/networkInterfaces/{node}-nic",
+        f"GET {op}",
+        f"DELETE {net}/publicIPAddresses/{node}-ip",
+        f"GET {op}",
+        f"DELETE {net}/virtualNetworks/{rid}-vnet",
+        f"GET {op}",
+        f"DELETE {net}/networkSecurityGroups/{rid}-nsg",
+        f"GET {op}",
+        f"DELETE {comp}/images/{rid}-image",
+        f"GET {op}",
+        f"DELETE {comp}/disks/{rid}-disk",
+        f"GET {op}",
+        f"DELETE {rg}",  # made by this run (recorded after the upload)
+        f"GET {op}",
+        f"DELETE /imagekit/{rid}.vhd",
+    ]
+    # The page blob: created empty at the VHD's size, then only its data ranges written.
+    create = cloud.find("PUT", f"/imagekit/{rid}.vhd")[0]
+    assert create.headers["x-ms-blob-type"] == "PageBlob"
+    assert create.headers["x-ms-blob-content-length"] == str(len(vhd))
+    assert create.headers["Authorization"].startswith(f"SharedKey {ACCOUNT}:")
+    pages = [c for c in cloud.calls if c.query.get("comp") == "page"]
+    rebuilt = bytearray(len(vhd))
+    for page in pages:
+        first, last = map(int, page.headers["x-ms-range"].removeprefix("bytes=").split("-"))
+        assert first % 512 == 0 and (last + 1) % 512 == 0 and last - first < 4 << 20
+        rebuilt[first : last + 1] = page.body
+    assert bytes(rebuilt) == vhd  # what was skipped is zeros
+    assert sum(len(p.body) for p in pages) < len(vhd) // 2
+    # The managed disk imports that blob; the image is made of the disk.
+    disk = cloud.find("PUT", "/disks/")[0]
+    assert disk.query["api-version"] == "2023-01-02"
+    assert disk.json()["properties"]["creationData"] == {
+        "createOption": "Import",
+        "sourceUri": f"https://{ACCOUNT}.blob.core.windows.net/imagekit/{rid}.vhd",
+        "storageAccountId": f"{rg}/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}",
+    }
+    image = cloud.find("PUT", "/images/")[0].json()
+    assert (
+        image["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+        == f"{comp}/disks/{rid}-disk"
+    )
+    nsg = cloud.find("PUT", "/networkSecurityGroups/")[0].json()
+    assert [
+        r["properties"]["destinationPortRange"] for r in nsg["properties"]["securityRules"]
+    ] == [str(listener)]
+    ip = cloud.find("PUT", "/publicIPAddresses/")[0].json()
+    assert ip["sku"] == {"name": "Standard"}
+    assert ip["properties"]["publicIPAllocationMethod"] == "Static"
+    nic = cloud.find("PUT", "/networkInterfaces/")[0].json()
+    config = nic["properties"]["ipConfigurations"][0]["properties"]
+    assert config["subnet"]["id"] == f"{net}/virtualNetworks/{rid}-vnet/subnets/default"
+    assert config["publicIPAddress"]["id"] == f"{net}/publicIPAddresses/{node}-ip"
+    vm = cloud.find("PUT", "/virtualMachines/")[0].json()["properties"]
+    assert vm["hardwareProfile"]["vmSize"] == "Standard_D2s_v5"  # m5.large: 2 vCPU, 8 GiB
+    assert vm["storageProfile"]["imageReference"] == {"id": f"{comp}/images/{rid}-image"}
+    assert vm["storageProfile"]["osDisk"]["managedDisk"] == {"storageAccountType": "Standard_LRS"}
+    assert vm["storageProfile"]["osDisk"]["deleteOption"] == "Delete"
+    user_data = base64.b64decode(vm["osProfile"]["customData"]).decode()
+    assert user_data.startswith("#cloud-config")
+    assert vm["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"].startswith(
+        "ssh-ed25519 "
+    )
+    assert record.status == "healthy" and record.nodes[0].endpoints[0].host == "127.0.0.1"
+    assert not report.failed and runs.list() == []
+    # The secrets went to the token endpoint only, never anywhere else.
+    assert not any(
+        "s3cret-value" in c.url or b"s3cret-value" in c.body
+        for c in cloud.calls
+        if "oauth2" not in c.url
+    )
+
+
+def test_import_rejected_tears_down_what_exists(env: Path, test_disk: Path) -> None:
+    runs = RunStore(env / "state")
+    source = FileImageSource(test_disk, name="web")
+    with recorded() as cloud:
+        _routes(cloud, group_exists=True, import_status="Failed")
+        with pytest.raises(ProviderError, match="ImageRejected") as info:
+            boot(_provider(env / "state"), source, BootOptions(), runs)
+    assert "torn down" in str(info.value)
+    deletes = [c.path for c in cloud.calls if c.method == "DELETE"]
+    # The existing group is not ours: only the disk (being imported) and the blob go.
+    assert [d.rsplit("/", 2)[-2] for d in deletes] == ["disks", "imagekit"]
+    assert runs.list() == []
+
+
+def test_quota_error_at_boot_is_clear_and_everything_made_is_removed(
+    env: Path, test_disk: Path
+) -> None:
+    runs = RunStore(env / "state")
+    quota = Reply(
+        409,
+        {
+            "error": {
+                "code": "OperationNotAllowed",
+                "message": "Operation could not be completed as it results in exceeding "
+                "approved standardDSv5Family Cores quota.",
+            }
+        },
+    )
+    with recorded() as cloud:
+        _routes(cloud, group_exists=True, vm_error=quota)
+        with pytest.raises(ProviderError, match="quota") as info:
+            boot(
+                _provider(env / "state"),
+                FileImageSource(test_disk),
+                BootOptions(size="Standard_B1s"),
+                runs,
+            )
+    assert info.value.hint and "quota increase" in info.value.hint
+    kinds = [c.path.split("/")[-2] for c in cloud.calls if c.method == "DELETE"]
+    assert kinds == [
+        "virtualMachines",
+        "disks",
+        "networkInterfaces",
+        "publicIPAddresses",
+        "virtualNetworks",
+        "networkSecurityGroups",
+        "images",
+        "disks",
+        "imagekit",
+    ]
+    assert runs.list() == []
+
+
+def test_dry_run_makes_no_request(env: Path) -> None:
+    with recorded() as cloud:
+        size = type("S", (), {"id": "Standard_B1s"})()
+        calls = _provider(env / "state").planned_calls(NodeRequest(1, size, "", (22,)), "azure-x")  # type: ignore[arg-type]
+    assert cloud.calls == []
+    assert "PageBlob" in calls[0] and any("Import" in c for c in calls)

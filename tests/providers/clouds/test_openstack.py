@@ -1,0 +1,556 @@
+"""The openstack provider and its rackspace profile, request by request, against hand-written
+responses.
+
+The responses are written from the OpenStack API references: Identity v3 (POST
+/v3/auth/tokens), Image service v2 (images, image data, tasks), Compute v2.1 (servers,
+flavors/detail) and Networking v2.0 (security groups and rules, floating IPs, ports), and for
+Rackspace from its Identity v2.0 (RAX-KSKEY API key), Cloud Files (Swift v1) and Cloud Images
+(Glance v2 import tasks) documentation. Only the fields libcloud 3.9.1 reads are kept. The
+uploaded bytes are compared with the converted image; health is a real TCP connection.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagekit.errors import ProviderError
+from imagekit.providers.base import NodeRequest
+from imagekit.providers.boot import BootOptions, boot, teardown
+from imagekit.providers.openstack.provider import OpenStackProvider, RackspaceProvider
+from imagekit.providers.runs import RunStore
+from imagekit.providers.sources import FileImageSource
+from tests.providers.clouds.recorded import Call, Cloud, Reply, recorded
+
+KEYSTONE = "https://keystone.example:5000"
+NOVA, GLANCE, NEUTRON = (
+    "https://nova.example:8774/v2.1/proj1",
+    "https://glance.example:9292",
+    "https://neutron.example:9696",
+)
+
+
+def _catalog(
+    region: str, nova: str, glance: str, extra: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    entries = [
+        ("compute", "nova", nova),
+        ("image", "glance", glance),
+        ("network", "neutron", NEUTRON),
+    ]
+    return [
+        {
+            "type": t,
+            "name": n,
+            "endpoints": [{"interface": "public", "region": region, "region_id": region, "url": u}],
+        }
+        for t, n, u in entries
+    ] + extra
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        yield int(sock.getsockname()[1])
+
+
+def _server(status: str, fault: str | None = None) -> Reply:
+    body: dict[str, Any] = {
+        "id": "srv-1",
+        "name": "x",
+        "status": status,
+        "addresses": {"private": [{"addr": "10.0.0.5", "version": 4, "OS-EXT-IPS:type": "fixed"}]},
+        "hostId": "h",
+        "tenant_id": "proj1",
+        "user_id": "u",
+        "flavor": {"id": "m1.medium"},
+        "image": {"id": "img-1"},
+        "links": [{"rel": "self", "href": f"{NOVA}/servers/srv-1"}],
+        "metadata": {},
+        "created": "2026-01-01T00:00:00Z",
+        "updated": "2026-01-01T00:00:00Z",
+    }
+    if fault:
+        body["fault"] = {"message": fault, "code": 500}
+    return Reply(200, {"server": body})
+
+
+FLAVORS = {
+    "flavors": [
+        {"id": fid, "name": fid, "ram": ram, "vcpus": cpus, "disk": 20, "links": [], "swap": ""}
+        for fid, cpus, ram in [
+            ("m1.small", 1, 2048),
+            ("m1.medium", 2, 8192),
+            ("m1.large", 4, 16384),
+        ]
+    ]
+}
+
+
+def _glance_routes(cloud: Cloud, image_states: tuple[str, ...]) -> None:
+    cloud.route("POST", GLANCE + r"/v2/images$", Reply(201, {"id": "img-1", "status": "queued"}))
+    cloud.route("PUT", GLANCE + r"/v2/images/img-1/file$", Reply(204, b""))
+    cloud.route(
+        "GET",
+        GLANCE + r"/v2/images/img-1$",
+        *[Reply(200, {"id": "img-1", "name": "n", "status": s}) for s in image_states],
+    )
+    cloud.route("DELETE", GLANCE + r"/v2/images/img-1$", Reply(204, b""))
+
+
+def _nova_routes(cloud: Cloud, boot_reply: Reply | None = None) -> None:
+    cloud.route("GET", NOVA + r"/flavors/detail", Reply(200, FLAVORS))
+    cloud.route(
+        "POST",
+        NOVA + r"/servers$",
+        boot_reply or Reply(202, {"server": {"id": "srv-1", "adminPass": "p"}}),
+    )
+    cloud.route(
+        "GET",
+        NOVA + r"/servers/srv-1$",
+        _server("BUILD"),
+        _server("ACTIVE"),
+        Reply(404, {"itemNotFound": {"message": "gone", "code": 404}}),
+    )
+    cloud.route("DELETE", NOVA + r"/servers/srv-1$", Reply(204, b""))
+
+
+def _neutron_routes(cloud: Cloud) -> None:
+    cloud.route(
+        "POST",
+        NEUTRON + r"/v2.0/security-groups$",
+        Reply(
+            201,
+            {
+                "security_group": {
+                    "id": "sg-1",
+                    "name": "g",
+                    "description": "",
+                    "tenant_id": "proj1",
+                    "security_group_rules": [],
+                }
+            },
+        ),
+    )
+    cloud.route(
+        "POST",
+        NEUTRON + r"/v2.0/security-group-rules$",
+        lambda c: Reply(
+            201,
+            {
+                "security_group_rule": {
+                    **c.json()["security_group_rule"],
+                    "id": "r",
+                    "tenant_id": "proj1",
+                    "ethertype": "IPv4",
+                }
+            },
+        ),
+    )
+    cloud.route(
+        "GET",
+        NEUTRON + r"/v2.0/networks\?",
+        Reply(
+            200,
+            {
+                "networks": [
+                    {
+                        "id": "ext-1",
+                        "name": "public",
+                        "router:external": True,
+                        "subnets": [],
+                        "status": "ACTIVE",
+                        "tenant_id": "admin",
+                    }
+                ]
+            },
+        ),
+    )
+    cloud.route(
+        "POST",
+        NEUTRON + r"/v2.0/floatingips$",
+        Reply(
+            201,
+            {
+                "floatingip": {
+                    "id": "fip-1",
+                    "floating_ip_address": "127.0.0.1",
+                    "floating_network_id": "ext-1",
+                    "port_id": None,
+                    "status": "DOWN",
+                }
+            },
+        ),
+    )
+    cloud.route(
+        "GET",
+        NOVA + r"/servers/srv-1/os-interface$",
+        Reply(
+            200,
+            {
+                "interfaceAttachments": [
+                    {
+                        "port_id": "port-1",
+                        "port_state": "ACTIVE",
+                        "mac_addr": "fa:16:3e:00:00:01",
+                        "net_id": "n",
+                        "fixed_ips": [],
+                    }
+                ]
+            },
+        ),
+    )
+    cloud.route(
+        "PUT",
+        NEUTRON + r"/v2.0/floatingips/fip-1$",
+        Reply(200, {"floatingip": {"id": "fip-1", "port_id": "port-1"}}),
+    )
+    for kind in ("floatingips/fip-1", "security-groups/sg-1"):
+        cloud.route("DELETE", NEUTRON + rf"/v2.0/{kind}$", Reply(204, b""))
+
+
+def _openstack(
+    cloud: Cloud,
+    *,
+    image_states: tuple[str, ...] = ("saving", "active"),
+    boot_reply: Reply | None = None,
+) -> None:
+    cloud.route(
+        "POST",
+        KEYSTONE + r"/v3/auth/tokens",
+        Reply(
+            201,
+            {
+                "token": {
+                    "expires_at": "2099-01-01T00:00:00.000000Z",
+                    "catalog": _catalog("RegionOne", NOVA, GLANCE, []),
+                }
+            },
+            {"X-Subject-Token": "gAAAA-token"},
+        ),
+    )
+    _glance_routes(cloud, image_states)
+    _nova_routes(cloud, boot_reply)
+    _neutron_routes(cloud)
+
+
+@pytest.fixture
+def os_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in {
+        "OS_AUTH_URL": KEYSTONE,
+        "OS_PROJECT_NAME": "proj1",
+        "OS_REGION_NAME": "RegionOne",
+        "OS_USERNAME": "demo",
+        "OS_PASSWORD": "pw-secret",
+        "IMAGEKIT_OS_FLOATING_POOL": "public",
+        "IMAGEKIT_OS_NETWORK": "net-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def _fast(provider: OpenStackProvider) -> OpenStackProvider:
+    provider.poll_interval = 0.0
+    return provider
+
+
+def _api(call: Call) -> bool:
+    return "/auth/tokens" not in call.url and "/tokens" not in call.path
+
+
+def test_openstack_full_flow(os_env: Path, test_disk: Path, listener: int) -> None:
+    runs = RunStore(os_env / "state")
+    source = FileImageSource(test_disk, name="db", metadata={"instance_type": "m5.large"})
+    options = BootOptions(guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10)
+    with recorded() as cloud:
+        _openstack(cloud)
+        record = boot(_fast(OpenStackProvider(state_dir=os_env / "state")), source, options, runs)
+        rid = record.run_id
+        qcow2 = (runs.runs_dir / rid / "image" / "disk.qcow2").read_bytes()
+        report = teardown(
+            runs,
+            rid,
+            factory=lambda name, **kw: _fast(
+                OpenStackProvider(state_dir=kw["state_dir"], settings=kw["settings"])
+            ),
+        )
+
+    assert cloud.sequence(skip=lambda c: not _api(c)) == [
+        "GET /v2.1/proj1/flavors/detail",
+        "POST /v2/images",
+        "PUT /v2/images/img-1/file",
+        "GET /v2/images/img-1",  # saving
+        "GET /v2/images/img-1",  # active
+        "POST /v2.0/security-groups",
+        "POST /v2.0/security-group-rules",
+        "POST /v2.1/proj1/servers",
+        "GET /v2.1/proj1/servers/srv-1",  # libcloud reads the new server
+        "GET /v2.1/proj1/servers/srv-1",  # our poll: ACTIVE
+        "GET /v2.0/networks",  # floating IP pools
+        "POST /v2.0/floatingips",
+        "GET /v2.1/proj1/servers/srv-1/os-interface",
+        "PUT /v2.0/floatingips/fip-1",
+        "DELETE /v2.0/floatingips/fip-1",
+        "DELETE /v2.1/proj1/servers/srv-1",
+        "GET /v2.1/proj1/servers/srv-1",  # gone: the group is free
+        "DELETE /v2.0/security-groups/sg-1",
+        "DELETE /v2/images/img-1",
+    ]
+    create = cloud.find("POST", "/v2/images")[0]
+    assert create.json() == {
+        "name": f"{rid}-image",
+        "disk_format": "qcow2",
+        "container_format": "bare",
+        "visibility": "private",
+        "min_disk": 1,
+        "imagekit_run": rid,
+    }
+    upload = cloud.find("PUT", "/file")[0]
+    assert upload.headers["Content-Type"] == "application/octet-stream"
+    assert upload.headers["X-Auth-Token"] == "gAAAA-token"
+    assert upload.body == qcow2
+    rule = cloud.find("POST", "/security-group-rules")[0].json()["security_group_rule"]
+    assert (rule["protocol"], rule["port_range_min"], rule["port_range_max"]) == (
+        "tcp",
+        listener,
+        listener,
+    )
+    server = cloud.find("POST", "/servers")[0].json()["server"]
+    assert server["flavorRef"] == "m1.medium"  # m5.large: 2 vCPU, 8 GiB
+    assert server["imageRef"] == "img-1"
+    assert server["config_drive"] == "True"  # libcloud sends a string; Nova parses booleans
+    import base64
+
+    assert base64.b64decode(server["user_data"]).decode().startswith("#cloud-config")
+    assert server["networks"] == [{"uuid": "net-1"}]
+    assert server["security_groups"] == [{"name": "g"}]
+    assert cloud.find("PUT", "/floatingips/fip-1")[0].json() == {
+        "floatingip": {"port_id": "port-1"}
+    }
+    assert record.nodes[0].endpoints[0].host == "127.0.0.1"  # the floating IP
+    assert not report.failed and runs.list() == []
+    assert not any(b"pw-secret" in c.body for c in cloud.calls if _api(c))
+
+
+def test_quota_at_boot_tears_down_group_and_image(os_env: Path, test_disk: Path) -> None:
+    runs = RunStore(os_env / "state")
+    quota = Reply(
+        403,
+        {
+            "forbidden": {
+                "message": "Quota exceeded for cores: Requested 2, but already used 20 of 20 cores",
+                "code": 403,
+            }
+        },
+    )
+    with recorded() as cloud:
+        _openstack(cloud, boot_reply=quota)
+        with pytest.raises(ProviderError, match="quota") as info:
+            boot(
+                _fast(OpenStackProvider(state_dir=os_env / "state")),
+                FileImageSource(test_disk),
+                BootOptions(),
+                runs,
+            )
+    assert "cores" in str(info.value) and "torn down" in str(info.value)
+    assert [str(c) for c in cloud.calls if c.method == "DELETE"] == [
+        "DELETE /v2.0/security-groups/sg-1",
+        "DELETE /v2/images/img-1",
+    ]
+
+
+def test_glance_killing_the_image_is_an_image_rejected_error(os_env: Path, test_disk: Path) -> None:
+    runs = RunStore(os_env / "state")
+    with recorded() as cloud:
+        _openstack(cloud, image_states=("saving", "killed"))
+        with pytest.raises(ProviderError, match="Glance rejected image img-1"):
+            boot(
+                _fast(OpenStackProvider(state_dir=os_env / "state")),
+                FileImageSource(test_disk),
+                BootOptions(),
+                runs,
+            )
+    assert [str(c) for c in cloud.calls if c.method == "DELETE"] == ["DELETE /v2/images/img-1"]
+    assert runs.list() == []
+
+
+# --- rackspace ---------------------------------------------------------------------------------
+
+RAX_ID = "https://identity.api.rackspacecloud.com"
+RAX_NOVA = "https://dfw.servers.api.rackspacecloud.com/v2/123456"
+RAX_GLANCE = "https://dfw.images.api.rackspacecloud.com"
+RAX_FILES = "https://storage101.dfw1.clouddrive.com/v1/MossoCloudFS_abc"
+
+
+@pytest.fixture
+def rax_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in {
+        "RACKSPACE_REGION": "DFW",
+        "RACKSPACE_USERNAME": "demo",
+        "RACKSPACE_API_KEY": "rax-key-secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def _rackspace(cloud: Cloud, task: Reply) -> None:
+    def v2(type_: str, name: str, url: str) -> dict[str, Any]:
+        return {
+            "type": type_,
+            "name": name,
+            "endpoints": [{"region": "DFW", "tenantId": "123456", "publicURL": url}],
+        }
+
+    cloud.route(
+        "POST",
+        RAX_ID + r"/v2\.0/tokens",
+        Reply(
+            200,
+            {
+                "access": {
+                    "token": {
+                        "id": "rax-token",
+                        "expires": "2099-01-01T00:00:00.000Z",
+                        "tenant": {"id": "123456"},
+                    },
+                    "serviceCatalog": [
+                        v2("compute", "cloudServersOpenStack", RAX_NOVA),
+                        v2("image", "cloudImages", RAX_GLANCE),
+                        v2("object-store", "cloudFiles", RAX_FILES),
+                        v2(
+                            "rax:object-cdn",
+                            "cloudFilesCDN",
+                            "https://cdn1.clouddrive.com/v1/MossoCloudFS_abc",
+                        ),
+                    ],
+                    "user": {"id": "u", "name": "demo"},
+                }
+            },
+        ),
+    )
+    cloud.route("PUT", RAX_FILES + r"/imagekit/", Reply(201, b""))
+    cloud.route("DELETE", RAX_FILES + r"/imagekit/", Reply(204, b""))
+    cloud.route(
+        "POST",
+        RAX_GLANCE + r"/v2/tasks$",
+        Reply(201, {"id": "task-1", "status": "pending", "type": "import"}),
+    )
+    cloud.route(
+        "GET",
+        RAX_GLANCE + r"/v2/tasks/task-1$",
+        Reply(200, {"id": "task-1", "status": "processing"}),
+        task,
+    )
+    cloud.route(
+        "GET",
+        RAX_GLANCE + r"/v2/images/img-9$",
+        Reply(200, {"id": "img-9", "name": "n", "status": "active"}),
+    )
+    cloud.route("DELETE", RAX_GLANCE + r"/v2/images/img-9$", Reply(204, b""))
+    cloud.route("GET", RAX_NOVA + r"/flavors/detail", Reply(200, FLAVORS))
+    cloud.route(
+        "POST", RAX_NOVA + r"/servers$", Reply(202, {"server": {"id": "srv-1", "adminPass": "p"}})
+    )
+    server = _server("ACTIVE").body["server"]
+    server["addresses"] = {"public": [{"addr": "127.0.0.1", "version": 4}]}
+    cloud.route(
+        "GET",
+        RAX_NOVA + r"/servers/srv-1$",
+        Reply(200, {"server": server}),
+        Reply(200, {"server": server}),
+        Reply(404, {"itemNotFound": {"code": 404}}),
+    )
+    cloud.route("DELETE", RAX_NOVA + r"/servers/srv-1$", Reply(204, b""))
+
+
+def test_rackspace_full_flow_imports_the_vhd_from_cloud_files(
+    rax_env: Path, test_disk: Path, listener: int
+) -> None:
+    runs = RunStore(rax_env / "state")
+    options = BootOptions(
+        guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10, size="m1.small"
+    )
+    done = Reply(200, {"id": "task-1", "status": "success", "result": {"image_id": "img-9"}})
+    with recorded() as cloud:
+        _rackspace(cloud, done)
+        record = boot(
+            _fast(RackspaceProvider(state_dir=rax_env / "state")),
+            FileImageSource(test_disk),
+            options,
+            runs,
+        )
+        rid = record.run_id
+        vhd = (runs.runs_dir / rid / "image" / "disk.vhd").read_bytes()
+        report = teardown(
+            runs,
+            rid,
+            factory=lambda name, **kw: _fast(
+                RackspaceProvider(state_dir=kw["state_dir"], settings=kw["settings"])
+            ),
+        )
+    assert cloud.sequence(skip=lambda c: not _api(c)) == [
+        "GET /v2/123456/flavors/detail",
+        f"PUT /v1/MossoCloudFS_abc/imagekit/{rid}.vhd",
+        "POST /v2/tasks",
+        "GET /v2/tasks/task-1",
+        "GET /v2/tasks/task-1",
+        "GET /v2/images/img-9",
+        "POST /v2/123456/servers",
+        "GET /v2/123456/servers/srv-1",
+        "GET /v2/123456/servers/srv-1",
+        "DELETE /v2/123456/servers/srv-1",
+        "GET /v2/123456/servers/srv-1",
+        "DELETE /v2/images/img-9",
+        f"DELETE /v1/MossoCloudFS_abc/imagekit/{rid}.vhd",
+    ]
+    assert cloud.find("PUT", ".vhd")[0].body == vhd
+    assert cloud.find("POST", "/v2/tasks")[0].json() == {
+        "type": "import",
+        "input": {
+            "import_from": f"imagekit/{rid}.vhd",
+            "import_from_format": "vhd",
+            "image_properties": {"name": f"{rid}-image", "disk_format": "vhd"},
+        },
+    }
+    server = cloud.find("POST", "/servers")[0].json()["server"]
+    assert server["flavorRef"] == "m1.small" and "security_groups" not in server
+    assert not report.failed and runs.list() == []
+
+
+def test_rackspace_import_failure_removes_the_uploaded_object(
+    rax_env: Path, test_disk: Path
+) -> None:
+    runs = RunStore(rax_env / "state")
+    failed = Reply(
+        200, {"id": "task-1", "status": "failure", "message": "Image is not a valid VHD"}
+    )
+    with recorded() as cloud:
+        _rackspace(cloud, failed)
+        with pytest.raises(ProviderError, match="import was rejected: Image is not a valid VHD"):
+            boot(
+                _fast(RackspaceProvider(state_dir=rax_env / "state")),
+                FileImageSource(test_disk),
+                BootOptions(),
+                runs,
+            )
+    assert [c.method for c in cloud.calls if c.method == "DELETE"] == ["DELETE"]
+    assert runs.list() == []
+
+
+def test_dry_runs_make_no_request(os_env: Path, rax_env: Path) -> None:
+    size = type("S", (), {"id": "m1.small"})()
+    request = NodeRequest(1, size, "", (22,))  # type: ignore[arg-type]
+    with recorded() as cloud:
+        os_calls = _fast(OpenStackProvider(state_dir=os_env)).planned_calls(request, "openstack-x")
+        rax_calls = _fast(RackspaceProvider(state_dir=rax_env)).planned_calls(
+            request, "rackspace-x"
+        )
+    assert cloud.calls == []
+    assert os_calls[0].startswith("POST /v2/images") and "floatingips" in os_calls[-1]
+    assert rax_calls[0].startswith("PUT cloudFiles") and not any("security" in c for c in rax_calls)
