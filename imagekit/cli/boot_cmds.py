@@ -4,13 +4,15 @@ Runs are recorded under the state directory (``--state-dir`` or ``IMAGEKIT_STATE
 ``~/.local/state/imagekit``), so ``teardown`` works from any shell. The store is opened as by
 the store commands: ``--identity FILE`` (or ``IMAGEKIT_IDENTITY``), else the repository
 passphrase (``IMAGEKIT_PASSPHRASE`` or a prompt).
+
+The provider modules bring libcloud and paramiko, so they are imported inside the commands.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -18,7 +20,10 @@ from imagekit.cli.app import cli
 from imagekit.cli.common import open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import UsageError
-from imagekit.providers.runs import STATE_ENV, RunRecord, RunStore
+from imagekit.state import STATE_ENV
+
+if TYPE_CHECKING:
+    from imagekit.providers.runs import RunRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,6 +117,7 @@ def boot(
     from imagekit.providers.boot import DEFAULT_GUEST_PORTS, BootOptions, planned_boot
     from imagekit.providers.boot import boot as run_boot
     from imagekit.providers.registry import create_provider
+    from imagekit.providers.runs import RunStore
     from imagekit.providers.sources import StoredImageSource
 
     runs = RunStore(state_dir)
@@ -158,6 +164,7 @@ def boot(
 def teardown(run_id: str, state_dir: Path | None, as_json: bool) -> None:
     """Delete everything run RUN_ID created (nodes, images, uploads) and its record."""
     from imagekit.providers.boot import teardown as run_teardown
+    from imagekit.providers.runs import RunStore
 
     report = run_teardown(RunStore(state_dir), run_id)
     emit(
@@ -175,6 +182,8 @@ def teardown(run_id: str, state_dir: Path | None, as_json: bool) -> None:
 @json_option
 def runs(state_dir: Path | None, as_json: bool) -> None:
     """List recorded runs (booted and not yet torn down), oldest first."""
+    from imagekit.providers.runs import RunStore
+
     records = RunStore(state_dir).list()
 
     def human(_: Any) -> str:

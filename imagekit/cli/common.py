@@ -1,17 +1,21 @@
-"""Options and helpers shared by several command modules (one place for how a store is opened)."""
+"""Options and helpers shared by several command modules (one place for how a store is opened).
+
+The store modules are imported when a store is opened, not with this module, so that a command
+that never opens one does not pay for the crypto and backend libraries.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from imagekit.store.backends.base import Backend
-from imagekit.store.identity import env_or_prompt, read_identity
-from imagekit.store.repository import Repository
+if TYPE_CHECKING:
+    from imagekit.store.backends.base import Backend
+    from imagekit.store.repository import Repository
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +39,9 @@ def open_backend(url: str) -> Backend:
 @contextlib.contextmanager
 def open_repository(url: str, identity_path: Path | None) -> Iterator[Repository]:
     """The repository at ``url``, unlocked with the identity file or else the passphrase."""
+    from imagekit.store.identity import env_or_prompt, read_identity
+    from imagekit.store.repository import Repository
+
     with open_backend(url) as backend:
         if identity_path is not None:
             yield Repository.open(backend, identity=read_identity(identity_path))

@@ -11,7 +11,6 @@ from imagekit.cli.app import cli
 from imagekit.cli.common import identity_option, open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.export.iam import export_policy
-from imagekit.export.job import Selection, export, parse_filter
 from imagekit.state import state_dir
 
 
@@ -66,6 +65,9 @@ def export_command(
     AWS access uses boto3's standard chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
     AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_EBS, instance roles). See `imagekit iam-policy`.
     """
+    # boto3 comes with the export job; iam-policy, in the same module, needs none of it.
+    from imagekit.export.job import Selection, export, parse_filter
+
     grouped: dict[str, list[str]] = {}
     for text in filters:
         key, value = parse_filter(text)

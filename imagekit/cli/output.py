@@ -1,33 +1,37 @@
 """How commands report: one JSON document on stdout with ``--json``, human text otherwise.
 
 Progress bars and human-facing notes always go to stderr so stdout stays machine-readable.
+rich is imported on first use, not with this module: commands that only print (and ``--help``)
+start faster without it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichProgress
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
 )
 
-stderr = Console(stderr=True, highlight=False)
+
+@functools.cache
+def stderr() -> Console:
+    """The one console on stderr that notes and progress bars share."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
@@ -41,7 +45,7 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
 
 def note(message: str) -> None:
     """A human-facing line on stderr (never mixed into ``--json`` output)."""
-    stderr.print(message)
+    stderr().print(message)
 
 
 class BarProgress:
@@ -73,15 +77,25 @@ class BarProgress:
 @contextmanager
 def progress_bar() -> Iterator[BarProgress]:
     """A byte-oriented progress bar on stderr; hidden when stderr is not a terminal."""
-    bar = RichProgress(
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    console = stderr()
+    bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=stderr,
+        console=console,
         transient=False,
-        disable=not stderr.is_terminal,
+        disable=not console.is_terminal,
     )
     with bar:
         yield BarProgress(bar)

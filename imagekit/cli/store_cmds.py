@@ -3,6 +3,9 @@
 Keys: ``--identity FILE`` (or ``IMAGEKIT_IDENTITY``) opens a repository with an identity file;
 without one, the repository passphrase is used (``IMAGEKIT_PASSPHRASE`` or a prompt). Identity
 files are themselves unlocked with ``IMAGEKIT_PASSPHRASE`` or a prompt.
+
+The store modules (crypto, pydantic, backends) are imported inside the commands, so loading this
+module to run one command costs only click.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,9 +21,9 @@ from imagekit.cli.app import cli
 from imagekit.cli.common import identity_option, open_backend, open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import IntegrityError, UsageError
-from imagekit.store.identity import Identity, env_or_prompt, write_identity
-from imagekit.store.keys import Access
-from imagekit.store.repository import Repository, describe_slots
+
+if TYPE_CHECKING:
+    from imagekit.store.keys import Access
 
 #: Where ``key add --passphrase`` reads the new passphrase when not prompting.
 NEW_PASSPHRASE_ENV = "IMAGEKIT_NEW_PASSPHRASE"
@@ -50,6 +53,8 @@ def key() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing identity file.")
 def key_generate(path: Path, force: bool) -> None:
     """Write a new identity file (0600); print its recipient on stdout."""
+    from imagekit.store.identity import Identity, env_or_prompt, write_identity
+
     identity = Identity.generate()
     write_identity(path, identity, env_or_prompt(f"new passphrase for {path}", True), force=force)
     click.echo(identity.recipient)
@@ -99,6 +104,8 @@ def key_remove(store: str, recipient: str, identity_path: Path | None) -> None:
 @json_option
 def key_list(store: str, as_json: bool) -> None:
     """List the key slots of STORE (needs no key)."""
+    from imagekit.store.repository import describe_slots
+
     with open_backend(store) as backend:
         slots = describe_slots(backend)
     emit(
@@ -130,6 +137,9 @@ def store_init(
     as_json: bool,
 ) -> None:
     """Create an empty repository at STORE."""
+    from imagekit.store.identity import env_or_prompt
+    from imagekit.store.repository import Repository
+
     if not recipients and not use_passphrase:
         raise UsageError("give at least one --recipient, or --passphrase")
     passphrase = env_or_prompt("new repository passphrase", True) if use_passphrase else None

@@ -117,14 +117,21 @@ def trend_svg(history: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _endpoint(endpoint: Any) -> str:
+    if isinstance(endpoint, Mapping):
+        where = f"{endpoint.get('host')}:{endpoint.get('port')}"
+        return f"{endpoint.get('node', '')} {endpoint.get('guest_port')} → {where}".strip()
+    return str(endpoint)
+
+
 def render(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = ()) -> str:
     """The whole page for ``report``; ``history`` holds earlier reports of the same folder."""
     healthy = bool(report.get("healthy"))
     verdict = "healthy" if healthy else "NOT healthy"
     rows = "".join(
-        f"<tr><td>{_esc(r.get('name'))}</td><td>{_esc(r.get('image_id', ''))[:12]}</td>"
-        f"<td>{_esc(r.get('image_created', ''))}</td><td>{_duration(r.get('rpo_seconds'))}</td>"
-        f"<td>{_esc(', '.join(r.get('endpoints', [])))}</td>"
+        f"<tr><td>{_esc(r.get('role'))}</td><td>{_esc(r.get('image_id', ''))[:12]}</td>"
+        f"<td>{_esc(r.get('point_in_time', ''))}</td><td>{_duration(r.get('rpo_seconds'))}</td>"
+        f"<td>{_esc(', '.join(_endpoint(e) for e in r.get('endpoints', [])))}</td>"
         f"<td>{'yes' if r.get('healthy') else 'no'}</td></tr>"
         for r in report.get("roles", [])
     )
@@ -148,7 +155,7 @@ td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; font-s
 <h2>Stages</h2>
 {timeline_svg(report.get("stages", []))}
 <h2>Roles</h2>
-<table><tr><th>role</th><th>image</th><th>image created</th><th>RPO</th><th>endpoints</th>
+<table><tr><th>role</th><th>image</th><th>data frozen</th><th>RPO</th><th>endpoints</th>
 <th>healthy</th></tr>{rows}</table>
 <h2>Trend across rehearsals</h2>
 {trend_svg([*history, report])}
