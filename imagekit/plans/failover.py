@@ -350,7 +350,7 @@ def run_stack(
             say(f"passed over {line}")
         journal.doc["store"] = opened.spec.name
         for role, choice in opened.choices.items():
-            journal.role(role).update(choice.as_dict())
+            journal.role(role).update(choice.as_dict(), store=opened.spec.name)
         journal.save()
         try:
             for wave in waves:

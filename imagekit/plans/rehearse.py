@@ -112,7 +112,9 @@ def build_report(
 
 
 def load_history(report_dir: Path) -> list[dict[str, Any]]:
-    """Earlier rehearsals' reports in ``report_dir``, oldest first (unreadable ones skipped)."""
+    """Earlier rehearsals' reports in ``report_dir``, oldest first.
+
+    Unreadable and interrupted ones are left out."""
     history: list[dict[str, Any]] = []
     if not report_dir.is_dir():
         return history
@@ -121,7 +123,8 @@ def load_history(report_dir: Path) -> list[dict[str, Any]]:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(doc, dict) and "rto_seconds" in doc:
+        # An interrupted rehearsal measured nothing: it would only bend the trend.
+        if isinstance(doc, dict) and "rto_seconds" in doc and doc.get("error") != "interrupted":
             history.append(doc)
     return history
 
