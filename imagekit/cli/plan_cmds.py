@@ -5,20 +5,20 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imagekit.cli.app import cli
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import PlanError, PlanInvalid, UsageError
-from imagekit.plans import schedule as schedule_mod
-from imagekit.plans.load import load_plan, read_plan
-from imagekit.plans.model import describe, format_duration
-from imagekit.plans.records import write_atomic
-from imagekit.plans.run_export import RunReport, run_export
-from imagekit.plans.status import gather, render
 from imagekit.state import state_dir
+
+if TYPE_CHECKING:
+    from imagekit.plans.run_export import RunReport
+
+# The plan modules (pydantic, boto3 through run_export) are imported inside each command, so
+# `imagekit --help` and the other commands do not pay for them.
 
 plan_option = click.option(
     "--plan",
@@ -39,6 +39,9 @@ def plan_group() -> None:
 @json_option
 def plan_validate(path: Path, as_json: bool) -> None:
     """Check PATH; report every problem as FILE:LINE: message (exit 2 if any)."""
+    from imagekit.plans.load import read_plan
+    from imagekit.plans.model import describe
+
     loaded = read_plan(path)
     if as_json:
         doc: dict[str, Any] = {
@@ -73,6 +76,9 @@ def run_export_command(plan_path: Path, verify_all: bool, as_json: bool) -> None
 
     Writes the status file and Prometheus metrics; exits 1 naming every failure.
     """
+    from imagekit.plans.load import load_plan
+    from imagekit.plans.run_export import run_export
+
     plan = load_plan(plan_path)
     with progress_bar() as bar:
         report = run_export(plan, state_dir=state_dir(), verify_all=verify_all, progress=bar)
@@ -85,6 +91,9 @@ def run_export_command(plan_path: Path, verify_all: bool, as_json: bool) -> None
 
 
 def _human_run(report: RunReport) -> str:
+    from imagekit.plans.model import format_duration
+    from imagekit.plans.status import render
+
     lines = []
     for row in report.exports:
         lines.append(
@@ -111,6 +120,9 @@ def _human_run(report: RunReport) -> str:
 @json_option
 def status_command(plan_path: Path, as_json: bool) -> None:
     """Per role and store: newest image, its age (RPO), verified, objectives met (exit 1 if not)."""
+    from imagekit.plans.load import load_plan
+    from imagekit.plans.status import gather, render
+
     plan = load_plan(plan_path)
     report = gather(plan, state_dir())
     emit(report.as_dict(), as_json, lambda _: render(report))
@@ -157,6 +169,10 @@ def schedule_command(
     executable: str | None,
 ) -> None:
     """Write (or print) a systemd service + timer pair, or a cron file, for run-export."""
+    from imagekit.plans import schedule as schedule_mod
+    from imagekit.plans.load import load_plan
+    from imagekit.plans.records import write_atomic
+
     plan = load_plan(plan_path)
     command = executable or _find_imagekit()
     files = schedule_mod.render(
