@@ -37,6 +37,12 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _day(started: object) -> str:
+    """An ISO time as ``YYYY-MM-DD HH:MM`` (UTC) for axis labels."""
+    text = str(started or "")
+    return text[:16].replace("T", " ")
+
+
 def timeline_svg(stages: Sequence[Mapping[str, Any]]) -> str:
     """Stages laid end to end on one time axis, each labelled with its name and seconds."""
     total = sum(float(s["seconds"]) for s in stages) or 1.0
@@ -62,9 +68,13 @@ def timeline_svg(stages: Sequence[Mapping[str, Any]]) -> str:
             f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 8}" '
             f'fill="{colour}"><title>{_esc(stage["name"])}: {seconds:.2f} s</title></rect>'
         )
+        # The label goes right of the bar, or inside its end when the bar reaches the edge.
+        inside = x + w + 50 > WIDTH
+        label_x, anchor = (x + w - 4, "end") if inside else (x + w + 4, "start")
+        fill = "#fff" if inside else "#222"
         parts.append(
-            f'<text x="{min(x + w + 4, WIDTH - right):.1f}" y="{y + 15}" font-size="11">'
-            f"{seconds:.1f} s</text>"
+            f'<text x="{label_x:.1f}" y="{y + 15}" font-size="11" text-anchor="{anchor}" '
+            f'fill="{fill}">{seconds:.1f} s</text>'
         )
         start += seconds
     axis_y = len(stages) * row + 12
@@ -111,6 +121,10 @@ def trend_svg(history: Sequence[Mapping[str, Any]]) -> str:
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#555"/>'
         f'<text x="{pad}" y="{pad - 8}" font-size="11">max {_duration(top)}</text>'
         f"{line('rto_seconds', '#e15759')}{line('rpo_seconds', '#4e79a7')}"
+        f'<text x="{pad}" y="{height - pad + 16}" font-size="11">'
+        f"{_esc(_day(points[0].get('started')))}</text>"
+        f'<text x="{WIDTH - pad}" y="{height - pad + 16}" text-anchor="end" font-size="11">'
+        f"{_esc(_day(points[-1].get('started')))}</text>"
         f'<text x="{WIDTH - pad}" y="{pad - 8}" text-anchor="end" font-size="11">'
         f'<tspan fill="#e15759">RTO</tspan> · <tspan fill="#4e79a7">RPO</tspan></text>'
         "</svg>"
@@ -150,7 +164,7 @@ td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; font-s
 <p class="verdict">{verdict}</p>
 <p class="figures"><span>RTO {_duration(report.get("rto_seconds"))}</span>
 <span>RPO {_duration(report.get("rpo_seconds"))}</span>
-<span>started {_esc(report.get("started", ""))}</span></p>
+<span>started {_esc(_day(report.get("started")))} UTC</span></p>
 {f"<p><strong>Failure:</strong> {_esc(error)}</p>" if error else ""}
 <h2>Stages</h2>
 {timeline_svg(report.get("stages", []))}
