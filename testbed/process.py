@@ -14,12 +14,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# One way to pick a loopback port, the product's (a test package may depend on the product).
+from imagekit.providers.local.qemu import free_port as free_port
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# One way to pick a loopback port, the product's (a test package may depend on the product).
 
 
 def wait_for_port(port: int, deadline: float, proc: subprocess.Popen[bytes] | None = None) -> None:

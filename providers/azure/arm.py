@@ -27,6 +27,7 @@ from libcloud.compute.base import NodeImage
 from libcloud.compute.drivers.azure_arm import AzureComputeGalleryImage, AzureNodeDriver
 
 from imagekit.errors import ProviderError
+from imagekit.providers.cloud.common import poll
 
 #: API versions of the calls made here (each documented in the Azure REST reference).
 RESOURCE_GROUP_API = "2021-04-01"
@@ -142,32 +143,44 @@ def arm_error(what: str, status: int, message: str) -> ProviderError:
 
 def wait(arm: Arm, what: str, response: Any, deadline: float) -> None:
     """Wait for the long operation ``response`` started (``Azure-AsyncOperation``/``Location``)."""
-    headers = {k.lower(): v for k, v in dict(response.headers).items()}
+    headers = _lower(response.headers)
     url = headers.get("azure-asyncoperation") or headers.get("location")
     if url is None:
         return  # finished synchronously (200/201 with a final body, 204 on delete)
     async_op = "azure-asyncoperation" in headers
     parts = urlsplit(url)
     params = dict(parse_qsl(parts.query))
-    while True:
-        if time.monotonic() > deadline:
-            raise ProviderError(f"Azure {what} did not finish in time", transient=True)
-        arm.sleep(max(arm.poll_interval, float(headers.get("retry-after", 0) or 0)))
+    interval = max(arm.poll_interval, float(headers.get("retry-after", 0) or 0))
+
+    def look() -> Any:
         try:
-            answer = arm.driver.connection.request(parts.path, params=params)
+            return arm.driver.connection.request(parts.path, params=params)
         except BaseHTTPError as exc:
             raise arm_error(what, exc.code, str(exc.message)) from exc
-        if not async_op:
-            if int(answer.status) == 202:
-                continue
-            return
-        status = str((answer.object or {}).get("status", ""))
-        if status == "Succeeded":
-            return
-        if status in ("Failed", "Canceled"):
-            error = (answer.object or {}).get("error") or {}
-            message = f"[{error.get('code', status)}] {error.get('message', status)}"
-            raise arm_error(what, 400, message)
+
+    def finished(answer: Any) -> bool:
+        if not async_op:  # a Location answers 202 until the operation is over
+            return int(answer.status) != 202
+        return (answer.object or {}).get("status") == "Succeeded"
+
+    def failed(answer: Any) -> ProviderError | None:
+        status = str((answer.object or {}).get("status", "")) if async_op else ""
+        if status not in ("Failed", "Canceled"):
+            return None
+        error = (answer.object or {}).get("error") or {}
+        return arm_error(what, 400, f"[{error.get('code', status)}] {error.get('message', status)}")
+
+    # ARM asks for a pause (Retry-After) before the first look, not only between looks.
+    arm.sleep(interval)
+    poll(
+        look,
+        done=finished,
+        failed=failed,
+        late=lambda _: ProviderError(f"Azure {what} did not finish in time", transient=True),
+        deadline=deadline,
+        interval=interval,
+        sleep=arm.sleep,
+    )
 
 
 def put(
@@ -212,16 +225,26 @@ def exists(arm: Arm, path: str, api_version: str) -> bool:
 def wait_provisioned(arm: Arm, what: str, path: str, api_version: str, deadline: float) -> None:
     """Poll a resource until ``provisioningState`` is Succeeded (libcloud's create_node returns
     as soon as ARM accepts the PUT, before the VM exists)."""
-    while True:
-        body = request(arm, what, path, api_version).object or {}
-        state = str(body.get("properties", {}).get("provisioningState", ""))
-        if state == "Succeeded":
-            return
-        if state in ("Failed", "Canceled"):
-            raise ProviderError(f"Azure {what} ended {state}", hint="see the activity log")
-        if time.monotonic() + arm.poll_interval > deadline:
-            raise ProviderError(f"Azure {what} not done in time (state {state})", transient=True)
-        arm.sleep(arm.poll_interval)
+
+    def state(body: Any) -> str:
+        return str((body or {}).get("properties", {}).get("provisioningState", ""))
+
+    def failed(body: Any) -> ProviderError | None:
+        if state(body) not in ("Failed", "Canceled"):
+            return None
+        return ProviderError(f"Azure {what} ended {state(body)}", hint="see the activity log")
+
+    poll(
+        lambda: request(arm, what, path, api_version).object,
+        done=lambda body: state(body) == "Succeeded",
+        failed=failed,
+        late=lambda body: ProviderError(
+            f"Azure {what} not done in time (state {state(body)})", transient=True
+        ),
+        deadline=deadline,
+        interval=arm.poll_interval,
+        sleep=arm.sleep,
+    )
 
 
 def _lower(headers: Any) -> dict[str, str]:

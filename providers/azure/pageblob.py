@@ -17,8 +17,6 @@ connection keeps per-request signing state and is not safe to share).
 
 from __future__ import annotations
 
-import errno
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from libcloud.common.types import InvalidCredsError, LibcloudError
 
 from imagekit.errors import ProviderError, UsageError
 from imagekit.progress import NullProgress, Progress
+from imagekit.store import sources
 
 #: Azure pages are 512 bytes; every page range must start and end on this boundary.
 PAGE = 512
@@ -76,21 +75,11 @@ class PageBlobUpload:
 
 def data_extents(path: Path, size: int) -> list[tuple[int, int]]:
     """``(start, end)`` of the regions of ``path`` that may hold data (holes left out)."""
-    extents: list[tuple[int, int]] = []
     with path.open("rb") as handle:
-        fd = handle.fileno()
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:  # only a hole remains
-                    break
-                return [(0, size)]  # no hole support on this filesystem: read everything
-            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-            extents.append((start, end))
-            pos = end
-    return extents
+        try:
+            return list(sources.data_extents(handle.fileno(), size))
+        except OSError:
+            return [(0, size)]  # no hole support on this filesystem: read everything
 
 
 def windows(extents: list[tuple[int, int]], size: int) -> list[PageRange]:

@@ -32,7 +32,6 @@ from imagekit.errors import ProviderError, UsageError
 from imagekit.providers import health
 from imagekit.providers.azure import arm, pageblob
 from imagekit.providers.base import (
-    Endpoint,
     NodeInfo,
     NodeRequest,
     PreparedImage,
@@ -41,9 +40,14 @@ from imagekit.providers.base import (
     Setting,
     UploadedImage,
 )
-from imagekit.providers.cloud.common import read_secret, resource_name
+from imagekit.providers.cloud.common import (
+    endpoints,
+    node_target,
+    public_ip,
+    read_secret,
+    resource_name,
+)
 from imagekit.providers.runs import Run
-from imagekit.providers.userdata import load_keys
 
 #: An import copies the whole VHD inside Azure: minutes per 100 GiB.
 DISK_TIMEOUT = 3600.0
@@ -273,18 +277,15 @@ class AzureProvider(Provider):
         return arm.call_driver(lambda: driver.ex_get_node(vm_id))  # type: ignore[no-any-return]
 
     def node_info(self, node: Node) -> NodeInfo:
-        host = next(iter(node.public_ips or []), "")
-        endpoints = tuple(Endpoint(p, host, p) for p in self._guest_ports) if host else ()
+        reached = endpoints(public_ip(node), self._guest_ports)
         size = (node.extra or {}).get("properties", {}).get("hardwareProfile", {}).get("vmSize", "")
-        return NodeInfo(str(node.id), node.name, endpoints, str(size))
+        return NodeInfo(str(node.id), node.name, reached, str(size))
 
     def health_target(self, node: Node, run: Run) -> health.HealthTarget:
-        host = next(iter(node.public_ips or []), "")
+        host = public_ip(node)
         if not host:
             raise ProviderError(f"VM {node.name} has no public IP to check")
-        keys = load_keys(run.ssh_dir) if run.ssh_dir.is_dir() else None
-        ssh = health.SshAccess(self.ssh_user, keys.private_key, None) if keys else None
-        return health.HealthTarget(name=node.name, endpoint=lambda port: (host, port), ssh=ssh)
+        return node_target(node, host, self.ssh_user, run)
 
     # -- teardown ----------------------------------------------------------------------------
 

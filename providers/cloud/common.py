@@ -1,4 +1,5 @@
-"""What the cloud providers (gcp, azure, openstack/rackspace) share: settings and secrets.
+"""What the cloud providers (gcp, azure, openstack/rackspace) share: secrets, names, the wait
+on long operations, and how health checks reach a node.
 
 Settings (region, project, resource group…) are resolved by ``Provider.__init__`` and recorded in
 the run. Secrets come from their environment variable, else from
@@ -10,11 +11,23 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from imagekit.errors import UsageError
+from libcloud.compute.base import Node
+
+from imagekit.errors import ProviderError, UsageError
+from imagekit.providers import health
+from imagekit.providers.base import Endpoint
+from imagekit.providers.userdata import load_keys
 from imagekit.store.backends.credentials import CREDENTIALS_FILE_VAR, load_file
+
+if TYPE_CHECKING:
+    from imagekit.providers.runs import Run
+
+T = TypeVar("T")
 
 #: Cloud resource names: lower-case letters, digits and dashes, starting with a letter. This is
 #: the intersection of what GCE (RFC 1035, ≤ 63), Azure and OpenStack accept.
@@ -48,3 +61,68 @@ def resource_name(run_id: str, *parts: str) -> str:
     starts with the provider's name, so with a letter, as GCE and Azure want)."""
     name = _NAME.sub("-", "-".join((run_id, *parts)).lower()).strip("-")
     return name[:NAME_LIMIT].rstrip("-")
+
+
+def _never_failed(_: object) -> ProviderError | None:
+    return None
+
+
+def poll(
+    fetch: Callable[[], T],
+    *,
+    done: Callable[[T], bool],
+    late: Callable[[T], ProviderError],
+    deadline: float,
+    interval: float,
+    failed: Callable[[T], ProviderError | None] = _never_failed,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Look at a long operation with ``fetch`` every ``interval`` seconds until ``done``; the last
+    look's value.
+
+    ``failed`` returns the cloud's own error when it gave up (image rejected, operation failed);
+    ``late`` makes the error raised when the next look would fall after ``deadline`` (a
+    ``time.monotonic()`` value), so a wait never sleeps past its deadline.
+    """
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        error = failed(value)
+        if error is not None:
+            raise error
+        if time.monotonic() + interval > deadline:
+            raise late(value)
+        sleep(interval)
+
+
+def public_ip(node: Node) -> str:
+    """The node's first public address; "" while it has none."""
+    return next(iter(node.public_ips or []), "")
+
+
+def endpoints(host: str, guest_ports: Sequence[int]) -> tuple[Endpoint, ...]:
+    """A cloud node answers on the guest ports themselves, at its own address (the run's
+    firewall rule opens them); none while it has no address."""
+    return tuple(Endpoint(port, host, port) for port in guest_ports) if host else ()
+
+
+def _no_console() -> str | None:
+    return None
+
+
+def node_target(
+    node: Node,
+    host: str,
+    ssh_user: str,
+    run: Run,
+    console: Callable[[], str | None] = _no_console,
+) -> health.HealthTarget:
+    """How the checks reach a cloud node at ``host``: its guest ports directly, and ``ssh:`` as
+    ``ssh_user`` with the run's key when the run made one, the host key trusted on first use
+    (and reported)."""
+    keys = load_keys(run.ssh_dir) if run.ssh_dir.is_dir() else None
+    ssh = health.SshAccess(ssh_user, keys.private_key, None) if keys else None
+    return health.HealthTarget(
+        name=node.name, endpoint=lambda port: (host, port), console=console, ssh=ssh
+    )

@@ -25,6 +25,7 @@ from libcloud.common.types import InvalidCredsError, LibcloudError
 from libcloud.storage.drivers.google_storage import GoogleStorageDriver
 
 from imagekit.errors import ProviderError
+from imagekit.providers.cloud.common import poll
 
 GCS_HOST = "storage.googleapis.com"
 #: The boot disk type: pd-standard, libcloud's default, is refused by newer machine families
@@ -146,19 +147,26 @@ def wait_image_ready(
 ) -> dict[str, Any]:
     """images.get until READY; FAILED is GCE rejecting the disk."""
     path = f"/global/images/{name}"
-    while True:
-        image = call("image lookup", lambda: driver.connection.request(path).object)
-        status = image.get("status")
-        if status == "READY":
-            return dict(image)
-        if status == "FAILED":
-            raise ProviderError(
-                f"GCE rejected image {name}",
-                hint="the tar.gz must hold one bootable disk.raw of a whole number of GiB",
-            )
-        if time.monotonic() + interval > deadline:
-            raise ProviderError(f"GCE image {name} not ready in time (status {status})")
-        sleep(interval)
+
+    def rejected(image: dict[str, Any]) -> ProviderError | None:
+        if image.get("status") != "FAILED":
+            return None
+        return ProviderError(
+            f"GCE rejected image {name}",
+            hint="the tar.gz must hold one bootable disk.raw of a whole number of GiB",
+        )
+
+    return poll(
+        lambda: dict(call("image lookup", lambda: driver.connection.request(path).object)),
+        done=lambda image: image.get("status") == "READY",
+        failed=rejected,
+        late=lambda image: ProviderError(
+            f"GCE image {name} not ready in time (status {image.get('status')})"
+        ),
+        deadline=deadline,
+        interval=interval,
+        sleep=sleep,
+    )
 
 
 def firewalls_insert(driver: Any, name: str, ports: Sequence[int], tag: str, network: str) -> Any:

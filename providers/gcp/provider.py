@@ -26,7 +26,6 @@ from libcloud.compute.drivers.gce import GCENodeDriver
 from imagekit.errors import ProviderError, UsageError
 from imagekit.providers import health
 from imagekit.providers.base import (
-    Endpoint,
     NodeInfo,
     NodeRequest,
     PreparedImage,
@@ -35,10 +34,15 @@ from imagekit.providers.base import (
     Setting,
     UploadedImage,
 )
-from imagekit.providers.cloud.common import read_secret, resource_name
+from imagekit.providers.cloud.common import (
+    endpoints,
+    node_target,
+    public_ip,
+    read_secret,
+    resource_name,
+)
 from imagekit.providers.gcp import api
 from imagekit.providers.runs import Run
-from imagekit.providers.userdata import load_keys
 
 #: An import of a few-GiB disk takes 5-15 minutes; one hour covers a large root volume.
 IMAGE_TIMEOUT = 3600.0
@@ -171,21 +175,19 @@ class GcpProvider(Provider):
         return nodes
 
     def node_info(self, node: Node) -> NodeInfo:
-        host = next(iter(node.public_ips or []), "")
-        endpoints = tuple(Endpoint(p, host, p) for p in self._guest_ports) if host else ()
-        return NodeInfo(node.name, node.name, endpoints, str(getattr(node.size, "id", "") or ""))
+        reached = endpoints(public_ip(node), self._guest_ports)
+        return NodeInfo(node.name, node.name, reached, str(getattr(node.size, "id", "") or ""))
 
     def health_target(self, node: Node, run: Run) -> health.HealthTarget:
-        host = next(iter(node.public_ips or []), "")
+        host = public_ip(node)
         if not host:
             raise ProviderError(f"instance {node.name} has no external IP to check")
-        keys = load_keys(run.ssh_dir) if run.ssh_dir.is_dir() else None
-        ssh = health.SshAccess(self.ssh_user, keys.private_key, None) if keys else None
-        return health.HealthTarget(
-            name=node.name,
-            endpoint=lambda port: (host, port),
+        return node_target(
+            node,
+            host,
+            self.ssh_user,
+            run,
             console=lambda: api.serial_port_output(self.compute(), node.name, self.zone),
-            ssh=ssh,
         )
 
     # -- teardown --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from libcloud.compute.drivers.openstack import (
 )
 
 from imagekit.errors import ProviderError
+from imagekit.providers.cloud.common import poll
 
 OCTET = "application/octet-stream"
 #: What Glance takes from us; the convert target of the same name produces each.
@@ -162,19 +163,27 @@ def wait_image_active(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Poll Show image until ``active``; ``killed``/``deleted`` means Glance rejected it."""
-    while True:
-        image = images_show(conn, image_id)
+
+    def rejected(image: dict[str, Any]) -> ProviderError | None:
         status = image.get("status")
-        if status == "active":
-            return image
-        if status in ("killed", "deleted", "deactivated"):
-            raise ProviderError(
-                f"Glance rejected image {image_id} (status {status})",
-                hint="is the disk format right? (qcow2 without backing file, raw, vhd)",
-            )
-        if time.monotonic() + interval > deadline:
-            raise ProviderError(f"Glance image {image_id} not active in time (status {status})")
-        sleep(interval)
+        if status not in ("killed", "deleted", "deactivated"):
+            return None
+        return ProviderError(
+            f"Glance rejected image {image_id} (status {status})",
+            hint="is the disk format right? (qcow2 without backing file, raw, vhd)",
+        )
+
+    return poll(
+        lambda: images_show(conn, image_id),
+        done=lambda image: image.get("status") == "active",
+        failed=rejected,
+        late=lambda image: ProviderError(
+            f"Glance image {image_id} not active in time (status {image.get('status')})"
+        ),
+        deadline=deadline,
+        interval=interval,
+        sleep=sleep,
+    )
 
 
 def tasks_import(conn: Any, source_url: str, name: str, disk_format: str) -> str:
@@ -199,16 +208,24 @@ def wait_task(
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """Poll Show task until ``success`` (returns the new image id) or ``failure``."""
-    while True:
-        task = call("import task lookup", lambda: conn.request(f"/v2/tasks/{task_id}")).object
-        status = task.get("status")
-        if status == "success":
-            return str((task.get("result") or {})["image_id"])
-        if status == "failure":
-            raise ProviderError(
-                f"the image import was rejected: {task.get('message') or 'no reason given'}",
-                hint="Rackspace imports a fixed or dynamic VHD with a Xen-ready guest",
-            )
-        if time.monotonic() + interval > deadline:
-            raise ProviderError(f"import task {task_id} not done in time (status {status})")
-        sleep(interval)
+
+    def rejected(task: dict[str, Any]) -> ProviderError | None:
+        if task.get("status") != "failure":
+            return None
+        return ProviderError(
+            f"the image import was rejected: {task.get('message') or 'no reason given'}",
+            hint="Rackspace imports a fixed or dynamic VHD with a Xen-ready guest",
+        )
+
+    task = poll(
+        lambda: call("import task lookup", lambda: conn.request(f"/v2/tasks/{task_id}")).object,
+        done=lambda task: task.get("status") == "success",
+        failed=rejected,
+        late=lambda task: ProviderError(
+            f"import task {task_id} not done in time (status {task.get('status')})"
+        ),
+        deadline=deadline,
+        interval=interval,
+        sleep=sleep,
+    )
+    return str((task.get("result") or {})["image_id"])

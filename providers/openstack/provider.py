@@ -29,7 +29,6 @@ from libcloud.compute.drivers.openstack import OpenStackNetwork
 from imagekit.errors import ProviderError
 from imagekit.providers import health
 from imagekit.providers.base import (
-    Endpoint,
     NodeInfo,
     NodeRequest,
     PreparedImage,
@@ -38,10 +37,15 @@ from imagekit.providers.base import (
     Setting,
     UploadedImage,
 )
-from imagekit.providers.cloud.common import read_secret, resource_name
+from imagekit.providers.cloud.common import (
+    endpoints,
+    node_target,
+    poll,
+    read_secret,
+    resource_name,
+)
 from imagekit.providers.openstack import glance
 from imagekit.providers.runs import Run
-from imagekit.providers.userdata import load_keys
 
 #: Glance stores and checksums the upload before ``active``; a large image takes minutes.
 IMAGE_TIMEOUT = 3600.0
@@ -192,21 +196,27 @@ class OpenStackProvider(Provider):
         return group
 
     def _wait_active(self, driver: Any, node_id: str, name: str) -> Node:
-        deadline = time.monotonic() + SERVER_TIMEOUT
-        while True:
-            node = glance.call("server lookup", lambda: driver.ex_get_node_details(node_id))
-            status = (node.extra or {}).get("vm_state") or str(node.state)
-            if node.state == "running" or status == "active":
-                return node  # type: ignore[no-any-return]
-            if node.state == "error" or status == "error":
-                fault = (node.extra or {}).get("fault") or {}
-                message = (
-                    fault.get("message", "no reason given") if isinstance(fault, dict) else fault
-                )
-                raise glance.openstack_error(f"boot of server {name}", 0, str(message))
-            if time.monotonic() + self.poll_interval > deadline:
-                raise ProviderError(f"server {name} not ACTIVE in time (state {node.state})")
-            time.sleep(self.poll_interval)
+        def status(node: Node) -> str:
+            return str((node.extra or {}).get("vm_state") or node.state)
+
+        def failed(node: Node) -> ProviderError | None:
+            if node.state != "error" and status(node) != "error":
+                return None
+            fault = (node.extra or {}).get("fault") or {}
+            message = fault.get("message", "no reason given") if isinstance(fault, dict) else fault
+            return glance.openstack_error(f"boot of server {name}", 0, str(message))
+
+        active: Node = poll(
+            lambda: glance.call("server lookup", lambda: driver.ex_get_node_details(node_id)),
+            done=lambda node: node.state == "running" or status(node) == "active",
+            failed=failed,
+            late=lambda node: ProviderError(
+                f"server {name} not ACTIVE in time (state {node.state})"
+            ),
+            deadline=time.monotonic() + SERVER_TIMEOUT,
+            interval=self.poll_interval,
+        )
+        return active
 
     def _attach_floating_ip(self, driver: Any, node: Node, run: Run) -> None:
         pool = self.settings["floating_pool"]
@@ -225,19 +235,16 @@ class OpenStackProvider(Provider):
         return next(iter([*(node.public_ips or []), *(node.private_ips or [])]), "")
 
     def node_info(self, node: Node) -> NodeInfo:
-        host = self._address(node)
-        endpoints = tuple(Endpoint(p, host, p) for p in self._guest_ports) if host else ()
+        reached = endpoints(self._address(node), self._guest_ports)
         return NodeInfo(
-            str(node.id), node.name, endpoints, str((node.extra or {}).get("flavorId", ""))
+            str(node.id), node.name, reached, str((node.extra or {}).get("flavorId", ""))
         )
 
     def health_target(self, node: Node, run: Run) -> health.HealthTarget:
         host = self._address(node)
         if not host:
             raise ProviderError(f"server {node.name} has no address to check")
-        keys = load_keys(run.ssh_dir) if run.ssh_dir.is_dir() else None
-        ssh = health.SshAccess(self.ssh_user, keys.private_key, None) if keys else None
-        return health.HealthTarget(name=node.name, endpoint=lambda port: (host, port), ssh=ssh)
+        return node_target(node, host, self.ssh_user, run)
 
     # -- teardown ----------------------------------------------------------------------------
 
@@ -269,11 +276,13 @@ class OpenStackProvider(Provider):
 
     def _wait_gone(self, conn: Any, path: str, what: str) -> None:
         # A security group in use by a server being deleted cannot go yet: wait for the server.
-        deadline = time.monotonic() + SERVER_TIMEOUT
-        while self._exists(conn, path):
-            if time.monotonic() + self.poll_interval > deadline:
-                raise ProviderError(f"{what} still there after its deletion", transient=True)
-            time.sleep(self.poll_interval)
+        poll(
+            lambda: self._exists(conn, path),
+            done=lambda present: not present,
+            late=lambda _: ProviderError(f"{what} still there after its deletion", transient=True),
+            deadline=time.monotonic() + SERVER_TIMEOUT,
+            interval=self.poll_interval,
+        )
 
     @staticmethod
     def _exists(conn: Any, path: str) -> bool:

@@ -11,19 +11,21 @@ blob upload against a real emulator is in ``test_azure_pageblob.py``.
 from __future__ import annotations
 
 import base64
-import socket
-from collections.abc import Iterator
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from imagekit.errors import ProviderError
+from imagekit.providers.azure import arm
 from imagekit.providers.azure.provider import AzureProvider
 from imagekit.providers.base import NodeRequest
-from imagekit.providers.boot import BootOptions, boot, teardown
+from imagekit.providers.boot import BootOptions, boot
 from imagekit.providers.runs import RunStore
 from imagekit.providers.sources import FileImageSource
+from tests.providers.clouds.flow import boot_and_teardown, instant
 from tests.providers.clouds.recorded import Call, Cloud, Reply, recorded
 
 SUB, RG, LOC, ACCOUNT = "00000000-1111-2222-3333-444444444444", "dr-rg", "westeurope", "drimages"
@@ -47,14 +49,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return tmp_path
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(4)
-        yield int(sock.getsockname()[1])
 
 
 def _resource(call: Call) -> Reply:
@@ -192,10 +186,7 @@ def _routes(
         cloud.route("PUT", ARM + r"/subscriptions/.*/virtualMachines/", vm_error)
 
 
-def _provider(state: Path) -> AzureProvider:
-    provider = AzureProvider(state_dir=state)
-    provider.poll_interval = 0.0
-    return provider
+azure = instant(AzureProvider)
 
 
 def _arm_calls(call: Call) -> bool:
@@ -207,14 +198,10 @@ def test_full_flow_upload_register_boot_health_teardown(
 ) -> None:
     runs = RunStore(env / "state")
     source = FileImageSource(test_disk, name="web", metadata={"instance_type": "m5.large"})
-    options = BootOptions(guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10)
     with recorded() as cloud:
         _routes(cloud)
-        record = boot(_provider(env / "state"), source, options, runs)
-        rid = record.run_id
-        vhd = (runs.runs_dir / rid / "image" / "disk.vhd").read_bytes()
-        report = teardown(runs, rid, factory=lambda name, **kw: _provider(kw["state_dir"]))
-
+        record, vhd, report = boot_and_teardown(azure, runs, source, listener, image="disk.vhd")
+    rid = record.run_id
     rg = f"/subscriptions/{SUB}/resourceGroups/{RG}"
     net, comp = f"{rg}/providers/Microsoft.Network", f"{rg}/providers/Microsoft.Compute"
     op = "/subscriptions/x/providers/Microsoft.Compute/operations/op1"
@@ -336,7 +323,7 @@ def test_import_rejected_tears_down_what_exists(env: Path, test_disk: Path) -> N
     with recorded() as cloud:
         _routes(cloud, group_exists=True, import_status="Failed")
         with pytest.raises(ProviderError, match="ImageRejected") as info:
-            boot(_provider(env / "state"), source, BootOptions(), runs)
+            boot(azure(state_dir=env / "state"), source, BootOptions(), runs)
     assert "torn down" in str(info.value)
     deletes = [c.path for c in cloud.calls if c.method == "DELETE"]
     # The existing group is not ours: only the disk (being imported) and the blob go.
@@ -362,7 +349,7 @@ def test_quota_error_at_boot_is_clear_and_everything_made_is_removed(
         _routes(cloud, group_exists=True, vm_error=quota)
         with pytest.raises(ProviderError, match="quota") as info:
             boot(
-                _provider(env / "state"),
+                azure(state_dir=env / "state"),
                 FileImageSource(test_disk),
                 BootOptions(size="Standard_B1s"),
                 runs,
@@ -385,7 +372,35 @@ def test_quota_error_at_boot_is_clear_and_everything_made_is_removed(
 
 def test_dry_run_makes_no_request(env: Path) -> None:
     with recorded() as cloud:
+        provider = azure(state_dir=env / "state")
         size = type("S", (), {"id": "Standard_B1s"})()
-        calls = _provider(env / "state").planned_calls(NodeRequest(1, size, "", (22,)), "azure-x")  # type: ignore[arg-type]
+        calls = provider.planned_calls(NodeRequest(1, size, "", (22,)), "azure-x")  # type: ignore[arg-type]
     assert cloud.calls == []
     assert "PageBlob" in calls[0] and any("Import" in c for c in calls)
+
+
+def _scope(*answers: Any, sleep: Any) -> arm.Arm:
+    """An ARM scope whose operation looks get ``answers`` in turn (no HTTP)."""
+    queue = list(answers)
+    driver = SimpleNamespace(connection=SimpleNamespace(request=lambda path, params: queue.pop(0)))
+    return arm.Arm(driver, SUB, RG, LOC, poll_interval=1.0, sleep=sleep)
+
+
+def test_long_operation_waits_retry_after_before_each_look() -> None:
+    slept: list[float] = []
+    scope = _scope(
+        SimpleNamespace(status=200, object={"status": "InProgress"}),
+        SimpleNamespace(status=200, object={"status": "Succeeded"}),
+        sleep=slept.append,
+    )
+    started = SimpleNamespace(headers={"Azure-AsyncOperation": ASYNC, "Retry-After": "7"})
+    arm.wait(scope, "disk import", started, time.monotonic() + 60)
+    assert slept == [7.0, 7.0]  # ARM's Retry-After outranks our 1 s interval
+
+
+def test_long_operation_past_its_deadline_is_a_transient_timeout() -> None:
+    scope = _scope(SimpleNamespace(status=202, object=None), sleep=lambda seconds: None)
+    started = SimpleNamespace(headers={"Location": ASYNC})
+    with pytest.raises(ProviderError, match="Azure disk import did not finish in time") as info:
+        arm.wait(scope, "disk import", started, time.monotonic())
+    assert info.value.transient

@@ -10,9 +10,9 @@ health check is a real TCP connection to a listener standing in for the instance
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from imagekit.convert import convert_image
 from imagekit.errors import ProviderError
 from imagekit.providers.base import NodeRequest, PreparedImage, Resource
-from imagekit.providers.boot import BootOptions, boot, teardown
+from imagekit.providers.gcp import api
 from imagekit.providers.gcp.provider import GcpProvider
 from imagekit.providers.runs import RunStore
 from imagekit.providers.sources import FileImageSource
+from tests.providers.clouds.flow import boot_and_teardown, instant
 from tests.providers.clouds.recorded import Call, Cloud, Reply, recorded
 
 PROJECT, ZONE, BUCKET = "demo-project", "europe-west1-b", "demo-images"
@@ -61,15 +62,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in (("GCP_PROJECT", PROJECT), ("GCP_ZONE", ZONE), ("GCP_BUCKET", BUCKET)):
         monkeypatch.setenv(name, value)
     return tmp_path
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A TCP port on 127.0.0.1 standing in for the instance's port 22."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(4)
-        yield int(sock.getsockname()[1])
 
 
 def _op(name: str, scope: str = "global", error: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -243,10 +235,7 @@ def _routes(
         cloud.route("DELETE", COMPUTE + rf"/{kind}/[^/]+$", Reply(body=_op("op-del")))
 
 
-def _provider(state: Path) -> GcpProvider:
-    provider = GcpProvider(state_dir=state)
-    provider.poll_interval = 0.0
-    return provider
+gcp = instant(GcpProvider)
 
 
 def _prepared(path: Path) -> PreparedImage:
@@ -264,14 +253,10 @@ def test_full_flow_upload_register_boot_health_teardown(
 ) -> None:
     runs = RunStore(env / "state")
     source = FileImageSource(test_disk, name="web", metadata={"instance_type": "m5.large"})
-    options = BootOptions(guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10)
     with recorded() as cloud:
         _routes(cloud)
-        record = boot(_provider(env / "state"), source, options, runs)
-        rid = record.run_id
-        tar = (runs.runs_dir / rid / "image" / "disk.tar.gz").read_bytes()
-        report = teardown(runs, rid, factory=lambda name, **kw: _provider(kw["state_dir"]))
-
+        record, tar, report = boot_and_teardown(gcp, runs, source, listener, image="disk.tar.gz")
+    rid = record.run_id
     image_name, fw, node = f"{rid}-image", f"{rid}-allow", f"{rid}-1"
     base = f"/compute/v1/projects/{PROJECT}"
     assert cloud.sequence(skip=lambda c: not _interesting(c)) == [
@@ -334,14 +319,14 @@ def test_rejected_import_fails_and_teardown_removes_what_exists(env: Path, gce_t
     runs = RunStore(env / "state")
     with recorded() as cloud:
         _routes(cloud, image_status="FAILED")
-        provider = _provider(env / "state")
+        provider = gcp(state_dir=env / "state")
         run = runs.create("gcp", settings=provider.settings)
         uploaded = provider.upload(_prepared(gce_tar), run)
         with pytest.raises(ProviderError, match="GCE rejected image") as info:
             provider.register_image(uploaded, run)
         assert info.value.hint and "disk.raw" in info.value.hint
         # A later process tears down from the record alone.
-        again = _provider(env / "state")
+        again = gcp(state_dir=env / "state")
         report = again.teardown(runs.open(run.run_id))
     assert [r.kind for r in report.deleted] == ["image", "gcs-object"]
     assert cloud.sequence(skip=lambda c: not _interesting(c))[-3:] == [
@@ -356,7 +341,7 @@ def test_quota_error_at_boot_is_clear_and_teardown_cleans_up(env: Path, gce_tar:
     quota = {"code": "QUOTA_EXCEEDED", "message": "Quota 'CPUS' exceeded. Limit: 8.0 in region."}
     with recorded() as cloud:
         _routes(cloud, boot_error=quota)
-        provider = _provider(env / "state")
+        provider = gcp(state_dir=env / "state")
         run = runs.create("gcp", settings=provider.settings)
         image = provider.register_image(provider.upload(_prepared(gce_tar), run), run)
         size, _ = provider.choose_size("e2-small", _prepared(gce_tar))
@@ -381,7 +366,7 @@ def test_missing_node_is_already_gone(env: Path) -> None:
             COMPUTE + r"/zones/[^/]+/instances/[^/]+$",
             Reply(404, {"error": {"errors": [{"reason": "notFound", "message": "gone"}]}}),
         )
-        provider = _provider(env / "state")
+        provider = gcp(state_dir=env / "state")
         run = runs.create("gcp", settings=provider.settings)
         run.add_resource(Resource("node", "ik-x-node-1", "ik-x-node-1", {"zone": ZONE}))
         report = provider.teardown(run)
@@ -390,9 +375,18 @@ def test_missing_node_is_already_gone(env: Path) -> None:
 
 def test_dry_run_lists_calls_without_any_request(env: Path) -> None:
     with recorded() as cloud:
-        provider = _provider(env / "state")
+        provider = gcp(state_dir=env / "state")
         size = type("S", (), {"id": "e2-small"})()
         calls = provider.planned_calls(NodeRequest(2, size, "", (22, 80)), "gcp-x")  # type: ignore[arg-type]
     assert cloud.calls == []
     assert calls[0].startswith(f"PUT https://storage.googleapis.com/{BUCKET}/")
     assert sum("instances" in c for c in calls) == 2
+
+
+def test_image_never_ready_is_a_timeout_naming_its_status() -> None:
+    answer = SimpleNamespace(object={"status": "PENDING"})
+    driver = SimpleNamespace(connection=SimpleNamespace(request=lambda path: answer))
+    with pytest.raises(
+        ProviderError, match="GCE image img-1 not ready in time \\(status PENDING\\)"
+    ):
+        api.wait_image_ready(driver, "img-1", time.monotonic() + 1, interval=5.0)

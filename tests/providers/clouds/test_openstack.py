@@ -11,19 +11,21 @@ uploaded bytes are compared with the converted image; health is a real TCP conne
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from imagekit.errors import ProviderError
 from imagekit.providers.base import NodeRequest
-from imagekit.providers.boot import BootOptions, boot, teardown
+from imagekit.providers.boot import BootOptions, boot
+from imagekit.providers.openstack import glance
 from imagekit.providers.openstack.provider import OpenStackProvider, RackspaceProvider
 from imagekit.providers.runs import RunStore
 from imagekit.providers.sources import FileImageSource
+from tests.providers.clouds.flow import boot_and_teardown, instant
 from tests.providers.clouds.recorded import Call, Cloud, Reply, recorded
 
 KEYSTONE = "https://keystone.example:5000"
@@ -50,14 +52,6 @@ def _catalog(
         }
         for t, n, u in entries
     ] + extra
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(4)
-        yield int(sock.getsockname()[1])
 
 
 def _server(status: str, fault: str | None = None) -> Reply:
@@ -255,9 +249,7 @@ def os_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _fast(provider: OpenStackProvider) -> OpenStackProvider:
-    provider.poll_interval = 0.0
-    return provider
+openstack, rackspace = instant(OpenStackProvider), instant(RackspaceProvider)
 
 
 def _api(call: Call) -> bool:
@@ -267,20 +259,12 @@ def _api(call: Call) -> bool:
 def test_openstack_full_flow(os_env: Path, test_disk: Path, listener: int) -> None:
     runs = RunStore(os_env / "state")
     source = FileImageSource(test_disk, name="db", metadata={"instance_type": "m5.large"})
-    options = BootOptions(guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10)
     with recorded() as cloud:
         _openstack(cloud)
-        record = boot(_fast(OpenStackProvider(state_dir=os_env / "state")), source, options, runs)
-        rid = record.run_id
-        qcow2 = (runs.runs_dir / rid / "image" / "disk.qcow2").read_bytes()
-        report = teardown(
-            runs,
-            rid,
-            factory=lambda name, **kw: _fast(
-                OpenStackProvider(state_dir=kw["state_dir"], settings=kw["settings"])
-            ),
+        record, qcow2, report = boot_and_teardown(
+            openstack, runs, source, listener, image="disk.qcow2"
         )
-
+    rid = record.run_id
     assert cloud.sequence(skip=lambda c: not _api(c)) == [
         "GET /v2.1/proj1/flavors/detail",
         "POST /v2/images",
@@ -353,7 +337,7 @@ def test_quota_at_boot_tears_down_group_and_image(os_env: Path, test_disk: Path)
         _openstack(cloud, boot_reply=quota)
         with pytest.raises(ProviderError, match="quota") as info:
             boot(
-                _fast(OpenStackProvider(state_dir=os_env / "state")),
+                openstack(state_dir=os_env / "state"),
                 FileImageSource(test_disk),
                 BootOptions(),
                 runs,
@@ -371,7 +355,7 @@ def test_glance_killing_the_image_is_an_image_rejected_error(os_env: Path, test_
         _openstack(cloud, image_states=("saving", "killed"))
         with pytest.raises(ProviderError, match="Glance rejected image img-1"):
             boot(
-                _fast(OpenStackProvider(state_dir=os_env / "state")),
+                openstack(state_dir=os_env / "state"),
                 FileImageSource(test_disk),
                 BootOptions(),
                 runs,
@@ -473,27 +457,13 @@ def test_rackspace_full_flow_imports_the_vhd_from_cloud_files(
     rax_env: Path, test_disk: Path, listener: int
 ) -> None:
     runs = RunStore(rax_env / "state")
-    options = BootOptions(
-        guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10, size="m1.small"
-    )
     done = Reply(200, {"id": "task-1", "status": "success", "result": {"image_id": "img-9"}})
     with recorded() as cloud:
         _rackspace(cloud, done)
-        record = boot(
-            _fast(RackspaceProvider(state_dir=rax_env / "state")),
-            FileImageSource(test_disk),
-            options,
-            runs,
+        record, vhd, report = boot_and_teardown(
+            rackspace, runs, FileImageSource(test_disk), listener, image="disk.vhd", size="m1.small"
         )
-        rid = record.run_id
-        vhd = (runs.runs_dir / rid / "image" / "disk.vhd").read_bytes()
-        report = teardown(
-            runs,
-            rid,
-            factory=lambda name, **kw: _fast(
-                RackspaceProvider(state_dir=kw["state_dir"], settings=kw["settings"])
-            ),
-        )
+    rid = record.run_id
     assert cloud.sequence(skip=lambda c: not _api(c)) == [
         "GET /v2/123456/flavors/detail",
         f"PUT /v1/MossoCloudFS_abc/imagekit/{rid}.vhd",
@@ -534,7 +504,7 @@ def test_rackspace_import_failure_removes_the_uploaded_object(
         _rackspace(cloud, failed)
         with pytest.raises(ProviderError, match="import was rejected: Image is not a valid VHD"):
             boot(
-                _fast(RackspaceProvider(state_dir=rax_env / "state")),
+                rackspace(state_dir=rax_env / "state"),
                 FileImageSource(test_disk),
                 BootOptions(),
                 runs,
@@ -547,10 +517,15 @@ def test_dry_runs_make_no_request(os_env: Path, rax_env: Path) -> None:
     size = type("S", (), {"id": "m1.small"})()
     request = NodeRequest(1, size, "", (22,))  # type: ignore[arg-type]
     with recorded() as cloud:
-        os_calls = _fast(OpenStackProvider(state_dir=os_env)).planned_calls(request, "openstack-x")
-        rax_calls = _fast(RackspaceProvider(state_dir=rax_env)).planned_calls(
-            request, "rackspace-x"
-        )
+        os_calls = openstack(state_dir=os_env).planned_calls(request, "openstack-x")
+        rax_calls = rackspace(state_dir=rax_env).planned_calls(request, "rackspace-x")
     assert cloud.calls == []
     assert os_calls[0].startswith("POST /v2/images") and "floatingips" in os_calls[-1]
     assert rax_calls[0].startswith("PUT cloudFiles") and not any("security" in c for c in rax_calls)
+
+
+def test_import_task_never_done_is_a_timeout_naming_its_status() -> None:
+    answer = SimpleNamespace(object={"id": "task-1", "status": "processing"})
+    conn = SimpleNamespace(request=lambda path: answer)
+    with pytest.raises(ProviderError, match="task-1 not done in time \\(status processing\\)"):
+        glance.wait_task(conn, "task-1", time.monotonic() + 1, interval=5.0)
