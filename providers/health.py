@@ -245,6 +245,34 @@ class _Remember(paramiko.MissingHostKeyPolicy):
         self.seen = key
 
 
+_KEYS_BEGIN, _KEYS_END = "-----BEGIN SSH HOST KEY KEYS-----", "-----END SSH HOST KEY KEYS-----"
+_HOST_KEY = re.compile(
+    r"\b(ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) ([A-Za-z0-9+/]+=*)"
+)
+
+
+def console_host_keys(console: str | None) -> list[str]:
+    """The host keys cloud-init printed on the serial console ("TYPE BASE64" each).
+
+    The console comes from the cloud's API, not from the network path to the node, so a key read
+    there can be pinned: it is how a first SSH login to a new cloud VM avoids trusting blindly.
+    Lines may carry prefixes (``ec2:``, timestamps); only the block between the markers counts.
+    """
+    if not console or _KEYS_BEGIN not in console:
+        return []
+    block = console.rsplit(_KEYS_BEGIN, 1)[1].split(_KEYS_END, 1)[0]
+    return [f"{m[1]} {m[2]}" for m in _HOST_KEY.finditer(block)]
+
+
+def _pin(client: paramiko.SSHClient, host: str, port: int, keys: Sequence[str]) -> None:
+    name = host if port == 22 else f"[{host}]:{port}"
+    for key in keys:
+        key_type, _, blob = key.partition(" ")
+        pinned = paramiko.PKey.from_type_string(key_type, base64.b64decode(blob.split()[0]))
+        client.get_host_keys().add(name, key_type, pinned)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+
 def _try_ssh(check: SshCheck, target: HealthTarget, timeout: float) -> tuple[str, bool]:
     access = target.ssh
     if access is None:
@@ -252,12 +280,11 @@ def _try_ssh(check: SshCheck, target: HealthTarget, timeout: float) -> tuple[str
     host, port = target.endpoint(22)
     client = paramiko.SSHClient()
     remember = _Remember()
+    from_console = [] if access.host_key is not None else console_host_keys(target.console())
     if access.host_key is not None:
-        key_type, _, blob = access.host_key.partition(" ")
-        pinned = paramiko.PKey.from_type_string(key_type, base64.b64decode(blob.split()[0]))
-        name = host if port == 22 else f"[{host}]:{port}"
-        client.get_host_keys().add(name, key_type, pinned)
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        _pin(client, host, port, [access.host_key])
+    elif from_console:
+        _pin(client, host, port, from_console)
     else:
         client.set_missing_host_key_policy(remember)
     try:
@@ -294,7 +321,8 @@ def _try_ssh(check: SshCheck, target: HealthTarget, timeout: float) -> tuple[str
         client.close()
     if remember.seen is not None:
         return f"host key trusted on first use: {fingerprint(remember.seen)}", True
-    return f"ssh {check.command!r} exited 0 (host key pinned)", False
+    how = "pinned from the serial console" if from_console else "pinned"
+    return f"ssh {check.command!r} exited 0 (host key {how})", False
 
 
 def _try_serial(check: SerialCheck, target: HealthTarget) -> str:
