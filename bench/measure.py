@@ -18,6 +18,7 @@ class Sample:
     peak_rss_mib: float
     returncode: int
     stderr_tail: str
+    sys_cpu: float = 0.0  # the kernel's share of ``cpu`` (page-cache copies, page faults)
 
 
 def run(
@@ -46,6 +47,7 @@ def run(
         peak_rss_mib=usage.ru_maxrss / 1024,
         returncode=proc.returncode,
         stderr_tail=err.decode(errors="replace")[-600:],
+        sys_cpu=usage.ru_stime,
     )
 
 

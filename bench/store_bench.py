@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,9 @@ class Row:
     day2_added: int
     restored_allocated: int
     restored_ok: bool
+    #: imagekit only: ingesting a one-chunk disk into the same repository, i.e. what every run
+    #: costs besides its data (start-up, key derivation, format probe, index, manifest).
+    fixed: Sample | None = None
 
 
 def _link(src: Path, work: Path) -> Path:
@@ -55,8 +59,8 @@ def _check(sample: Sample) -> Sample:
         )
     else:
         print(
-            f"  {sample.label}: {sample.wall:.1f} s wall, {sample.cpu:.1f} s CPU, "
-            f"{sample.peak_rss_mib:.0f} MiB",
+            f"  {sample.label}: {sample.wall:.1f} s wall, {sample.cpu:.1f} s CPU "
+            f"({sample.sys_cpu:.1f} in the kernel), {sample.peak_rss_mib:.0f} MiB",
             file=sys.stderr,
         )
     return sample
@@ -97,12 +101,17 @@ def bench_imagekit(day1: Path, day2: Path, root: Path) -> Row:
     disk = _link(day2, root / "work")
     d2 = _check(run("imagekit ingest day 2", [*ingest, str(disk)], env))
     added = tree_bytes(repo) - before
+    tiny = root / "work" / "tiny.raw"
+    tiny.write_bytes(os.urandom(512 * 1024))
+    fixed = _check(
+        run("imagekit ingest one chunk", [*ingest[:-2], "--name", "fixed", str(tiny)], env)
+    )
     out_file = root / "restored.raw"
     restore = [exe, "restore", "bench", "--store", str(repo), "--identity", str(ident)]
     rest = _check(run("imagekit restore", [*restore, "-o", str(out_file)], env))
     ok = rest.returncode == 0 and _same(out_file, day2)
     size = allocated(out_file) if out_file.exists() else 0
-    return Row("imagekit", full, d2, rest, added, size, ok)
+    return Row("imagekit", full, d2, rest, added, size, ok, fixed)
 
 
 def bench_restic(day1: Path, day2: Path, root: Path) -> Row:
@@ -164,7 +173,11 @@ def bench_borg(day1: Path, day2: Path, root: Path, *, fixed: bool) -> Row:
     return Row(name, full, d2, rest, added, allocated(out_file) if out_file.exists() else 0, ok)
 
 
-def run_all(day1: Path, day2: Path, root: Path) -> list[Row]:
+#: The tools compared, in the order they run (names for ``bench/run.py --tools``).
+TOOLS = ("imagekit", "restic", "borg-default", "borg-fixed")
+
+
+def run_all(day1: Path, day2: Path, root: Path, tools: Sequence[str] = TOOLS) -> list[Row]:
     if root.exists():
         shutil.rmtree(root)
     rows = []
@@ -174,6 +187,8 @@ def run_all(day1: Path, day2: Path, root: Path) -> list[Row]:
         ("borg-default", lambda r: bench_borg(day1, day2, r, fixed=False)),
         ("borg-fixed", lambda r: bench_borg(day1, day2, r, fixed=True)),
     ):
+        if label not in tools:
+            continue
         print(f"{label}:", file=sys.stderr)
         if shutil.which(label.split("-")[0]) is None and label != "imagekit":
             print(f"  {label} is not installed; skipped", file=sys.stderr)

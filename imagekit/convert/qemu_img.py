@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import subprocess_tee
-
 from imagekit.errors import ConvertError, InputError
 from imagekit.progress import NullProgress, Progress
 
@@ -106,6 +104,9 @@ def run(args: Sequence[str], *, progress: Progress | None = None, scale: float =
         command = ["bash", "-c", shell, "qemu-img", *argv]
     else:
         command = argv
+    # Imported here: subprocess-tee pulls in asyncio (~35 ms), which most commands never need.
+    import subprocess_tee
+
     out, err = _Sink(progress, scale), _Sink()
     log.debug("running %s", shlex.join(argv))
     try:

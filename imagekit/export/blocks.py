@@ -9,11 +9,13 @@ written are not listed and read as zeros; listings paginate with a ``NextToken``
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,16 +124,30 @@ def list_changed_blocks(ebs: Any, first: str, second: str) -> Iterator[BlockRef]
     )
 
 
-def _fetch_one(ebs: Any, snapshot_id: str, ref: BlockRef) -> bytes:
+def fetch_block(
+    ebs: Any,
+    snapshot_id: str,
+    ref: BlockRef,
+    *,
+    gate: AbstractContextManager[Any] | None = None,
+) -> bytes:
+    """One block's data, its SHA-256 checksum verified (fetched again when it does not match).
+
+    ``gate`` is held around each request, body included, and released before the checksum is
+    computed: with a semaphore it bounds the requests in flight, not the threads hashing.
+    """
     if ref.token is None:
         return bytes(EBS_BLOCK_SIZE)
     subject = f"{snapshot_id} block {ref.index}"
+    held = gate if gate is not None else contextlib.nullcontext()
     for attempt in range(1, CHECKSUM_ATTEMPTS + 1):
         try:
-            answer = ebs.get_snapshot_block(
-                SnapshotId=snapshot_id, BlockIndex=ref.index, BlockToken=ref.token
-            )
-            data: bytes = answer["BlockData"].read()
+            with held:
+                answer = ebs.get_snapshot_block(
+                    SnapshotId=snapshot_id, BlockIndex=ref.index, BlockToken=ref.token
+                )
+                # One read of the whole body: no chunked reads to join.
+                data: bytes = answer["BlockData"].read()
         except botocore.exceptions.ClientError as exc:
             raise translate(exc, "GetSnapshotBlock", subject) from exc
         except botocore.exceptions.BotoCoreError as exc:
@@ -164,7 +180,7 @@ def fetch_blocks(
         pending: deque[tuple[int, Future[bytes]]] = deque()
         try:
             for ref in refs:
-                pending.append((ref.index, pool.submit(_fetch_one, ebs, snapshot_id, ref)))
+                pending.append((ref.index, pool.submit(fetch_block, ebs, snapshot_id, ref)))
                 if len(pending) >= window:
                     index, future = pending.popleft()
                     yield index, future.result()

@@ -4,24 +4,33 @@ The source yields the blocks a plan chose (all written blocks, or the changed on
 512 KiB chunks; chunks it does not yield come from ``base`` — the previous image's volume for an
 incremental export — exactly as ingest expects.
 
-Resume: every block fetched is noted in a journal beside the export (block index → chunk id, or
-"zero"). After a crash or Ctrl-C, the entries whose chunk already sits in an uploaded pack of the
+Ingest fetches the blocks itself (``ParallelSource``): each of its workers fetches one block,
+verifies it, and hashes, compresses and encrypts it on the same thread, while a semaphore keeps
+the requests in flight at ``concurrency``. No thread stands between the fetch and the store.
+
+Resume: every block ingest has taken is noted in a journal beside the export (block index → chunk
+id, or "zero"), from the chunk id ingest computed (``ChunkObserver``), before the block goes into a
+pack. After a crash or Ctrl-C, the entries whose chunk already sits in an uploaded pack of the
 store are folded into ``base`` and not fetched again; everything else is read once more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from imagekit.export.blocks import EBS_BLOCK_SIZE, BlockRef, fetch_blocks
+from imagekit.export.blocks import EBS_BLOCK_SIZE, BlockRef, fetch_block, fetch_blocks
 from imagekit.progress import NullProgress, Progress
 from imagekit.store.crypto import chunk_id
 from imagekit.store.format import CHUNK_SIZE
 from imagekit.store.manifest import VolumeManifest
+from imagekit.store.sources import ReadTask
 
 #: The design rests on this: one EBS block is one store chunk, so changed-block lists map 1:1.
 assert EBS_BLOCK_SIZE == CHUNK_SIZE
@@ -61,12 +70,23 @@ class Journal:
         return entries
 
     def record(self, index: int, data: bytes) -> None:
+        """Note a block from its data (hashes it: ``record_ids`` is for callers that know ids)."""
+        self.record_ids([(index, None if data == _ZERO else chunk_id(self._key, data))])
+
+    def record_ids(self, entries: Sequence[tuple[int, bytes | None]]) -> None:
+        """Note blocks by chunk id (None: reads as zeros), all in one write."""
+        if not entries:
+            return
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Line-buffered: a killed process loses at most the block it was writing.
+            # Line-buffered, written a batch at a time: a killed process loses at most the
+            # batch it was writing, and those blocks are fetched again.
             self._handle = self.path.open("a", buffering=1)
-        value = ZERO_MARK if data == _ZERO else chunk_id(self._key, data).hex()
-        self._handle.write(f"{index} {value}\n")
+        self._handle.write(
+            "".join(
+                f"{index} {ZERO_MARK if cid is None else cid.hex()}\n" for index, cid in entries
+            )
+        )
 
     def close(self) -> None:
         if self._handle is not None:
@@ -122,7 +142,11 @@ class VolumeStats:
 
 @dataclass
 class EbsVolumeSource:
-    """One AMI volume read through the EBS direct APIs (implements ``VolumeSource``)."""
+    """One AMI volume read through the EBS direct APIs.
+
+    Implements ``VolumeSource``, ``ParallelSource`` and ``ChunkObserver``: the block count, the
+    journal and the progress follow the chunks ingest has taken, whichever way it read them.
+    """
 
     ebs: Any
     name: str
@@ -134,17 +158,38 @@ class EbsVolumeSource:
     concurrency: int = 8
     progress: Progress = field(default_factory=NullProgress)
 
+    @property
+    def read_workers(self) -> int:
+        # ``concurrency`` requests in flight, and one more worker per core to verify, hash,
+        # compress and encrypt a block while the others wait on the network.
+        return max(1, self.concurrency) + (os.cpu_count() or 1)
+
+    @contextlib.contextmanager
+    def reads(self) -> Iterator[Iterator[ReadTask]]:
+        gate = threading.BoundedSemaphore(max(1, self.concurrency))
+        with self._reporting():
+            yield (partial(self._read, gate, ref) for ref in self.refs)
+
+    def _read(self, gate: threading.BoundedSemaphore, ref: BlockRef) -> list[tuple[int, bytes]]:
+        return [(ref.index, fetch_block(self.ebs, self.stats.snapshot, ref, gate=gate))]
+
     def iter_chunks(self) -> Iterator[tuple[int, bytes]]:
+        with self._reporting():
+            yield from fetch_blocks(
+                self.ebs, self.stats.snapshot, self.refs, concurrency=self.concurrency
+            )
+
+    def chunks_ingested(self, chunks: Sequence[tuple[int, bytes | None]]) -> None:
+        self.stats.blocks_read += len(chunks)
+        if self.journal is not None:
+            self.journal.record_ids(chunks)
+        self.progress.advance(len(chunks) * EBS_BLOCK_SIZE)
+
+    @contextlib.contextmanager
+    def _reporting(self) -> Iterator[None]:
         self.progress.start(f"{self.name} ({self.stats.snapshot})", None)
         try:
-            for index, data in fetch_blocks(
-                self.ebs, self.stats.snapshot, self.refs, concurrency=self.concurrency
-            ):
-                self.stats.blocks_read += 1
-                if self.journal is not None:
-                    self.journal.record(index, data)
-                self.progress.advance(len(data))
-                yield index, data
+            yield
         finally:
             if self.journal is not None:
                 self.journal.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import queue
 import threading
 
 import blake3
@@ -115,13 +116,10 @@ def unseal(private: X25519PrivateKey, sealed: bytes, aad: bytes) -> bytes:
 
 _local = threading.local()
 
-
-def _compressor() -> zstandard.ZstdCompressor:
-    # zstandard objects are not thread-safe; one per thread, reused across chunks.
-    comp = getattr(_local, "compressor", None)
-    if comp is None:
-        comp = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return comp
+#: Idle compressors. zstandard objects are not thread-safe, so each compression borrows one; a
+#: free list rather than one per thread, because an export runs a worker per request in flight
+#: (dozens) while only about one per core compresses at a time, and each holds ~2 MiB of tables.
+_compressors: queue.SimpleQueue[zstandard.ZstdCompressor] = queue.SimpleQueue()
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -132,7 +130,14 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def _zstd(data: bytes) -> bytes:
-    return _compressor().compress(data)
+    try:
+        comp = _compressors.get_nowait()
+    except queue.Empty:
+        comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    try:
+        return comp.compress(data)
+    finally:
+        _compressors.put(comp)
 
 
 def _unzstd(data: bytes | memoryview, limit: int) -> bytes:

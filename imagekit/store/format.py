@@ -11,14 +11,17 @@ REPOSITORY_FORMAT: Final = "imagekit-repository"
 #: 512 KiB: the EBS snapshot block size, so changed-block lists map one-to-one onto chunks.
 CHUNK_SIZE: Final = 524_288
 
-#: 32 MiB: a 1 TiB volume is a few thousand objects, and two packs in flight stay far below the
-#: 256 MiB memory budget.
+#: 32 MiB: a 1 TiB volume is a few thousand objects, and the three packs ingest holds at most (two
+#: being written, one filling) stay far below the 256 MiB memory budget.
 PACK_TARGET_SIZE: Final = 32 << 20
 
-#: zstd level 3: ~2.5x on mixed disk data at ~500 MB/s a core. Measured on the benchmark disks,
-#: level 1 compresses ~25 % faster but stores 3.5 % more on a full ingest and slightly more on an
-#: incremental one; level 3 keeps a 1 GiB full ingest within its time budget on two cores.
-ZSTD_LEVEL: Final = 3
+#: zstd level 1. Any level decodes the same (the level is the writer's choice, not part of the
+#: format). Measured on the benchmark disks (``make bench``, two cores): the day-1 disk's chunks
+#: compress to 503.5 MiB in 1.46 CPU-seconds at level 1 and to 486.5 MiB in 2.08 at level 3, and a
+#: full ingest takes 3.0 CPU-seconds and 1.8 s at level 1 against 3.8 and 2.2 s at level 3: 3.5 %
+#: more stored for a fifth less CPU. An incremental stores only 0.6 % more (its new chunks are
+#: mostly random data), and incrementals are what a nightly export writes.
+ZSTD_LEVEL: Final = 1
 
 # Object names.
 CONFIG: Final = "config"
