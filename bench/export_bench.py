@@ -26,6 +26,11 @@ BLOCK = 524_288
 #: 512 blocks = 256 MiB of random data: large enough to time, small enough for moto's RAM.
 BLOCKS = 512
 CONCURRENCY = (1, 8, 32)
+#: Seconds the emulator holds every GetSnapshotBlock in the second round: an export host outside
+#: AWS reaches the EBS endpoint over the internet, tens of milliseconds a round trip (an
+#: assumption, not a measurement of AWS). With it the server, not the shared CPU, is the bound —
+#: the situation the 0.9x goal is about — up to the concurrency where the CPU is the bound again.
+LATENCY = 0.05
 
 BARE_LOOP = """
 import sys, boto3, botocore.config
@@ -57,6 +62,7 @@ class ExportRow:
     #: The same export again into the same store: nothing changed, no block is read, so this is
     #: what an export costs besides its blocks (start-up, store key, EC2 model, manifest).
     again: Sample | None = None
+    latency: float = 0.0  # seconds the emulator held each GetSnapshotBlock
 
 
 def run_all(work: Path) -> list[ExportRow]:
@@ -75,9 +81,15 @@ def run_all(work: Path) -> list[ExportRow]:
         snapshot = ami.snapshot_ids[0]
         exe = str(Path(sys.executable).parent / "imagekit")
         env_ik = {**env, "IMAGEKIT_PASSPHRASE": "bench", "IMAGEKIT_STATE_DIR": str(work / "state")}
-        for workers in CONCURRENCY:
+        rounds = [(0.0, workers) for workers in CONCURRENCY]
+        rounds += [(LATENCY, workers) for workers in CONCURRENCY]
+        for latency, workers in rounds:
+            aws.clear_faults()
+            if latency:
+                aws.add_fault("GetSnapshotBlock", count=10**9, kind="delay", delay=latency)
+            tag = f" latency {latency * 1000:.0f} ms" if latency else ""
             bare = run(
-                f"bare loop c={workers}",
+                f"bare loop c={workers}{tag}",
                 [sys.executable, "-c", BARE_LOOP, snapshot, str(workers)],
                 env,
             )
@@ -90,15 +102,15 @@ def run_all(work: Path) -> list[ExportRow]:
             )
             export = [exe, "export", ami.image_id, "--store", str(store)]
             export += ["--concurrency", str(workers)]
-            ik = run(f"imagekit export c={workers}", export, env_ik)
-            again = run(f"imagekit export again c={workers}", export, env_ik)
+            ik = run(f"imagekit export c={workers}{tag}", export, env_ik)
+            again = run(f"imagekit export again c={workers}{tag}", export, env_ik)
             for sample in (bare, ik, again):
                 status = "ok" if sample.returncode == 0 else f"FAILED: {sample.stderr_tail}"
                 print(
                     f"  {sample.label}: {sample.wall:.2f} s, {sample.cpu:.2f} s CPU ({status})",
                     file=sys.stderr,
                 )
-            rows.append(ExportRow(workers, bare, ik, BLOCKS * BLOCK / 2**20, again))
+            rows.append(ExportRow(workers, bare, ik, BLOCKS * BLOCK / 2**20, again, latency))
             shutil.rmtree(store, ignore_errors=True)
     return rows
 
@@ -117,23 +129,29 @@ def report(rows: list[ExportRow]) -> list[str]:
         "blocks (start-up, the store's key derivation, loading the EC2 API model, the describe",
         "calls, the manifest).",
         "",
-        "| concurrency | bare MiB/s | imagekit MiB/s | ratio | imagekit CPU s/GiB "
-        "| bare CPU s/GiB | imagekit fixed s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "The second half of the table repeats the runs with the emulator holding every",
+        f"GetSnapshotBlock {LATENCY * 1000:.0f} ms, as a round trip from outside AWS would (an",
+        "assumed figure): there the server's latency, not the shared CPU, bounds the bare loop.",
+        "",
+        "| server latency | concurrency | bare MiB/s | imagekit MiB/s | ratio "
+        "| imagekit CPU s/GiB | bare CPU s/GiB | imagekit fixed s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     best = None
     for r in rows:
+        where = f"{r.latency * 1000:.0f} ms" if r.latency else "none"
         if r.bare.returncode or r.imagekit.returncode:
-            lines.append(f"| {r.concurrency} | failed | failed | – | – | – | – |")
+            lines.append(f"| {where} | {r.concurrency} | failed | failed | – | – | – | – |")
             continue
         bare_rate, ik_rate = r.mib / r.bare.wall, r.mib / r.imagekit.wall
         ik_cpu, bare_cpu = r.imagekit.cpu / (r.mib / 1024), r.bare.cpu / (r.mib / 1024)
         fixed = f"{r.again.wall:.2f}" if r.again and r.again.returncode == 0 else "–"
         lines.append(
-            f"| {r.concurrency} | {bare_rate:.0f} | {ik_rate:.0f} | {ik_rate / bare_rate:.2f} | "
+            f"| {where} | {r.concurrency} | {bare_rate:.0f} | {ik_rate:.0f} | "
+            f"{ik_rate / bare_rate:.2f} | "
             f"{ik_cpu:.1f} | {bare_cpu:.1f} | {fixed} |"
         )
-        if r.again is not None and r.again.returncode == 0:
+        if r.again is not None and r.again.returncode == 0 and not r.latency:
             # Per GiB of blocks, not counting what the export costs whatever its size.
             marginal = (r.imagekit.cpu - r.again.cpu) / (r.mib / 1024)
             best = marginal if best is None else min(best, marginal)
