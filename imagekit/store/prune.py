@@ -19,6 +19,9 @@ from imagekit.store.pack import pack_name
 from imagekit.store.repository import Repository
 from imagekit.store.retention import RetentionPlan, RetentionPolicy, plan_retention
 
+#: A partial write older than this is a crashed writer's, not a live one's (writes take seconds).
+LEFTOVER_AGE = 3600.0
+
 
 @dataclass(frozen=True)
 class PruneReport:
@@ -27,6 +30,7 @@ class PruneReport:
     bytes_freed: int
     packs_kept: int
     dry_run: bool
+    leftovers_removed: int = 0  # partial writes of crashed processes (directory stores)
 
     def as_dict(self) -> dict[str, Any]:
         def brief(i: StoredImage) -> dict[str, Any]:
@@ -40,6 +44,7 @@ class PruneReport:
             "packs_deleted": self.packs_deleted,
             "packs_kept": self.packs_kept,
             "bytes_freed": self.bytes_freed,
+            "leftovers_removed": self.leftovers_removed,
         }
 
 
@@ -86,7 +91,8 @@ def prune(
                 repo.backend.delete(pack_name(pack_id))
                 bar.advance(1)
             bar.finish()
-    return PruneReport(plan, len(drop), freed, len(keep), dry_run)
+        leftovers = 0 if dry_run else repo.backend.remove_leftovers(LEFTOVER_AGE)
+    return PruneReport(plan, len(drop), freed, len(keep), dry_run, leftovers)
 
 
 __all__ = ["PruneReport", "RetentionPolicy", "prune"]

@@ -106,3 +106,30 @@ def test_copy_uploads_only_missing_chunks(
     restore(dst, images[1], out)
     assert filecmp.cmp(history[1][0], out, shallow=False)
     assert copy_images(repo, dst).copied == ()
+
+
+def test_prune_removes_old_partial_writes_of_a_directory_store(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from imagekit.store.backends.local import LocalBackend
+    from imagekit.store.prune import LEFTOVER_AGE
+
+    root = tmp_path / "store"
+    local = LocalBackend(root)
+    repo = Repository.init(local, passphrase="pw")
+    _history(repo, tmp_path, 1)
+    pack = next(root.glob("data/*/*"))
+    old = pack.parent / f".{pack.name}.x1.tmp"  # a writer killed mid-write, long ago
+    young = root / "locks" / ".lock-abc.x2.tmp"  # a writer taking a lock right now
+    for path, age in ((old, LEFTOVER_AGE + 60), (young, 5)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+        os.utime(path, (time.time() - age, time.time() - age))
+
+    assert prune(repo, RetentionPolicy(keep_last=5), dry_run=True).leftovers_removed == 0
+    assert old.exists()
+    report = prune(repo, RetentionPolicy(keep_last=5))
+    assert report.leftovers_removed == 1 and report.as_dict()["leftovers_removed"] == 1
+    assert not old.exists() and young.exists() and pack.exists()
+    assert verify(repo, read_data=True).ok

@@ -67,6 +67,13 @@ class Backend(abc.ABC):
             return False
         return True
 
+    def remove_leftovers(self, older_than: float) -> int:
+        """Delete partial writes a crash left, older than ``older_than`` seconds; how many.
+
+        Object stores have none (an upload appears whole or not at all); a directory can.
+        """
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections; the backend is unusable afterwards."""
 

@@ -7,7 +7,8 @@ crash leaves a truncated object, and it neither fsyncs nor renames; it also need
 
 Writes go to a temporary file beside the object, are fsynced, renamed over the name, and the
 directory is fsynced: after ``write`` returns the object survives a crash, and a failure leaves at
-worst a hidden ``.NAME.*.tmp`` file that ``list`` does not show.
+worst a hidden ``.NAME.*.tmp`` file that ``list`` does not show and ``prune`` removes once it
+is an hour old.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +88,21 @@ class LocalBackend(Backend):
         if not os.path.isfile(self._path(name)):
             raise ObjectNotFound(f"{self.url}: stat {name}: no such object")
         return ObjectInfo(name=name, size=info.st_size)
+
+    def remove_leftovers(self, older_than: float) -> int:
+        # Only old ones: a young temporary file may be a live writer's (a lock being taken).
+        cutoff = time.time() - older_than
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for filename in filenames:
+                if not (filename.startswith(".") and filename.endswith(_TEMP_SUFFIX)):
+                    continue
+                path = os.path.join(dirpath, filename)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+        return removed
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Walk only below the deepest folder the prefix names, not the whole store.
