@@ -31,6 +31,7 @@ from imagekit.plans.failover import (
     _role_row,
     _stack_lock,
     run_stack,
+    target_provider,
 )
 from imagekit.plans.model import Plan
 from imagekit.plans.records import PlanPaths, write_atomic
@@ -168,6 +169,14 @@ def rehearse(
     Ctrl-C (``KeyboardInterrupt``) is re-raised after both.
     """
     report_dir = report_dir or rehearsals_dir(plan, state_dir)
+    # A configuration mistake (no such target, a credential unset) is the user's to fix (exit 2),
+    # not a failed rehearsal: check it before anything is booted or reported.
+    if target not in plan.targets:
+        raise UsageError(
+            f"plan {plan.name} has no target {target!r}",
+            hint=f"targets: {', '.join(plan.targets) or 'none'}",
+        )
+    target_provider(plan, target, state_dir, factory)
     with _stack_lock(plan, state_dir, target, "rehearsal"):
         clean_leftovers(plan, state_dir, say)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

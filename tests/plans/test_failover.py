@@ -376,3 +376,25 @@ def test_an_interrupted_failover_resumes_without_duplicating_nodes(
     assert _qemu_of(killed_run) == []
     assert main(["failover", "--plan", plan, "--target", "local", "--teardown"]) == 0
     assert runs_in(bench) == []
+
+
+def test_a_rehearsal_misconfigured_is_a_usage_error_before_anything_happens(
+    bench: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        (bench / "plan.yaml")
+        .read_text()
+        .replace(
+            '    provider: "null"',
+            '    provider: "null"\n    credentials: {env: [FAKE_CLOUD_TOKEN]}',
+        )
+    )
+    (bench / "plan.yaml").write_text(text)
+    monkeypatch.delenv("FAKE_CLOUD_TOKEN", raising=False)
+    reports = bench / "reports"
+    args = ["rehearse", "--plan", str(bench / "plan.yaml"), "--report-dir", str(reports)]
+    assert main([*args, "--target", "fake"]) == 2
+    assert "target fake needs FAKE_CLOUD_TOKEN" in capsys.readouterr().err
+    assert main([*args, "--target", "mars"]) == 2
+    assert "no target 'mars'" in capsys.readouterr().err
+    assert not reports.exists() and runs_in(bench) == []
