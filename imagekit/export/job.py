@@ -24,6 +24,7 @@ from imagekit.errors import ExportError, InputError
 from imagekit.export.ami import AmiSpec, VolumeSpec, parse_image, select_latest_per_name
 from imagekit.export.aws import client, region_of, session, translate
 from imagekit.export.blocks import BlockRef, NotRelated, list_changed_blocks, list_snapshot_blocks
+from imagekit.export.dataplane import BlockReader
 from imagekit.export.source import EbsVolumeSource, Journal, VolumeStats, overlay
 from imagekit.progress import NullProgress, Progress
 from imagekit.store.ingest import ingest
@@ -214,8 +215,13 @@ def export_ami(
     concurrency: int = 8,
     state_dir: Path,
     progress: Progress | None = None,
+    blocks: Any = None,
 ) -> ExportResult:
-    """Export one AMI into ``repo`` as one stored image (one volume per EBS mapping)."""
+    """Export one AMI into ``repo`` as one stored image (one volume per EBS mapping).
+
+    ``ebs`` lists blocks; ``blocks`` (default: ``ebs``) fetches them — ``export`` passes the
+    lean ``dataplane.BlockReader``.
+    """
     started = time.monotonic()
     name = image_name or ami.name
     images = repo.list_images()
@@ -235,7 +241,7 @@ def export_ami(
         base = overlay(volume_name(vol.device_name), vol.size_bytes, plan.base, done)
         sources.append(
             EbsVolumeSource(
-                ebs=ebs,
+                ebs=ebs if blocks is None else blocks,
                 name=volume_name(vol.device_name),
                 virtual_size=vol.size_bytes,
                 refs=refs,
@@ -286,8 +292,12 @@ def export(
     sess = session(region)
     where = region_of(sess)
     ec2 = client(sess, "ec2")
-    ebs = client(sess, "ebs", max_pool=concurrency + 2)
+    ebs = client(sess, "ebs")
     amis = resolve_amis(ec2, where, selection)
+    try:
+        reader = BlockReader.from_client(sess, ebs, concurrency)
+    except botocore.exceptions.BotoCoreError as exc:
+        raise translate(exc, "GetSnapshotBlock", "the EBS endpoint") from exc
     if image_name and len(amis) > 1:
         raise InputError("--image-name needs exactly one AMI", hint=f"{len(amis)} were selected")
     results = []
@@ -303,6 +313,7 @@ def export(
                 concurrency=concurrency,
                 state_dir=state_dir,
                 progress=progress,
+                blocks=reader,
             )
         )
     return results
