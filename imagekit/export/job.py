@@ -9,6 +9,7 @@ disk is ever made.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import logging
@@ -294,6 +295,10 @@ def export(
     ec2 = client(sess, "ec2")
     ebs = client(sess, "ebs")
     amis = resolve_amis(ec2, where, selection)
+    # Everything alive now (API models, the store's index) lives as long as the export: moved
+    # out of the collector's reach, each collection scans what the blocks' requests allocate
+    # instead of hundreds of thousands of long-lived objects (~5 % of an export's CPU).
+    gc.freeze()
     try:
         reader = BlockReader.from_client(sess, ebs, concurrency)
     except botocore.exceptions.BotoCoreError as exc:

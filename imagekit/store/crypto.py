@@ -18,6 +18,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -53,6 +54,7 @@ __all__ = [
 _ZERO_NONCE = bytes(NONCE_SIZE)
 #: Decompressed chunks are never larger than this; a bigger frame is forged or corrupt.
 _MAX_BLOB_BODY = 1 << 20
+_TAG_SIZE = 16  # AES-GCM's full-length tag, as AESGCM writes it
 
 
 def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = KEY_SIZE) -> bytes:
@@ -177,18 +179,34 @@ class BlobCodec:
     def __init__(self, chunk_id_key: bytes, data_key: bytes | None):
         self.chunk_id_key = chunk_id_key
         self._aead = AESGCM(data_key) if data_key is not None else None
+        self._aes = algorithms.AES(data_key) if data_key is not None else None
 
     def chunk_id(self, data: bytes | memoryview) -> bytes:
         return chunk_id(self.chunk_id_key, data)
 
-    def encode(self, cid: bytes, data: bytes, *, nonce: bytes | None = None) -> bytes:
+    def encode(self, cid: bytes, data: bytes, *, nonce: bytes | None = None) -> bytearray:
         """``nonce || AES-256-GCM(data_key, nonce, body, aad=chunk_id)``; zstd unless it grows."""
-        if self._aead is None:
+        if self._aes is None:
             raise ValueError("BlobCodec without a data key cannot encode")
         packed = _zstd(data)
-        body = bytes([BLOB_ZSTD]) + packed if len(packed) < len(data) else bytes([BLOB_RAW]) + data
+        marker, payload = (BLOB_ZSTD, packed) if len(packed) < len(data) else (BLOB_RAW, data)
         nonce = nonce or os.urandom(NONCE_SIZE)
-        return nonce + self._aead.encrypt(nonce, body, cid)
+        # The same bytes as ``nonce + AESGCM.encrypt(nonce, marker + payload, cid)``, written
+        # straight into one buffer: the two concatenations of a 512 KiB body that the one-shot
+        # AEAD call needs were ~3 % of an export's CPU. GCM is a stream mode: each update writes
+        # exactly as many bytes as it is given (``update_into`` wants 15 bytes of slack, which
+        # the tag's 16 provide).
+        size = len(payload)
+        out = bytearray(NONCE_SIZE + 1 + size + _TAG_SIZE)
+        out[:NONCE_SIZE] = nonce
+        encryptor = Cipher(self._aes, modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(cid)
+        view = memoryview(out)
+        encryptor.update_into(bytes([marker]), view[NONCE_SIZE:])
+        encryptor.update_into(payload, view[NONCE_SIZE + 1 :])
+        encryptor.finalize()
+        out[NONCE_SIZE + 1 + size :] = encryptor.tag
+        return out
 
     def decode(self, cid: bytes, blob: bytes | memoryview) -> bytes:
         """The chunk; ``InvalidTag`` unless the blob authenticates *and* hashes to ``cid``."""

@@ -49,7 +49,7 @@ BATCH_CHUNKS = 8
 UPLOADS = 2
 
 #: (chunk index, chunk id or None for a zero chunk, blob or None when already stored, length)
-_Processed = tuple[int, bytes | None, bytes | None, int]
+_Processed = tuple[int, bytes | None, bytes | bytearray | None, int]
 
 
 @dataclass(frozen=True)

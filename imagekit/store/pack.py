@@ -89,7 +89,7 @@ class PackBuilder:
     def __init__(self, meta: MetaCipher, sealed_data_key: bytes):
         self._meta = meta
         self._sealed = sealed_data_key
-        self._blobs: list[bytes] = []
+        self._blobs: list[bytes | bytearray] = []
         self._size = 0
         self._entries: list[BlobEntry] = []
 
@@ -101,7 +101,7 @@ class PackBuilder:
     def count(self) -> int:
         return len(self._entries)
 
-    def add(self, chunk_id: bytes, blob: bytes, raw_length: int) -> None:
+    def add(self, chunk_id: bytes, blob: bytes | bytearray, raw_length: int) -> None:
         self._entries.append(BlobEntry(chunk_id, self._size, len(blob), raw_length))
         self._blobs.append(blob)
         self._size += len(blob)

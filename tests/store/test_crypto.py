@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from imagekit.store import crypto
 from imagekit.store.crypto import InvalidTag
+from imagekit.store.format import BLOB_ZSTD
 
 RECIPIENT = X25519PrivateKey.from_private_bytes(bytes([1]) * 32)
 EPHEMERAL = X25519PrivateKey.from_private_bytes(bytes([2]) * 32)
@@ -98,6 +99,11 @@ def test_blob_compresses_and_rejects_wrong_chunk_id_key() -> None:
     cid = codec.chunk_id(data)
     blob = codec.encode(cid, data)
     assert len(blob) < 1000
+    # The buffer-at-once encryption writes what the one-shot AEAD writes, compressed body too.
+    nonce = bytes([3]) * 12
+    assert codec.encode(cid, data, nonce=nonce) == nonce + AESGCM(bytes(32)).encrypt(
+        nonce, bytes([BLOB_ZSTD]) + crypto._zstd(data), cid
+    )
     assert codec.decode(cid, blob) == data
     # Same data key, different chunk-id key: decrypts, but the hash check fails.
     with pytest.raises(InvalidTag):
