@@ -55,6 +55,11 @@ class BarProgress:
         self._bar = bar
         self._task: TaskID | None = None
 
+    @property
+    def visible(self) -> bool:
+        """Drawn on a terminal (work spent on the bar alone is wasted otherwise)."""
+        return not self._bar.disable
+
     def start(self, description: str, total: float | None) -> None:
         self._task = self._bar.add_task(description, total=total)
 

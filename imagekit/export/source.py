@@ -157,6 +157,7 @@ class EbsVolumeSource:
     journal: Journal | None = None
     concurrency: int = 8
     progress: Progress = field(default_factory=NullProgress)
+    total_blocks: int | None = None  # blocks to read, when counted beforehand (for an ETA)
 
     @property
     def read_workers(self) -> int:
@@ -187,7 +188,8 @@ class EbsVolumeSource:
 
     @contextlib.contextmanager
     def _reporting(self) -> Iterator[None]:
-        self.progress.start(f"{self.name} ({self.stats.snapshot})", None)
+        total = None if self.total_blocks is None else self.total_blocks * EBS_BLOCK_SIZE
+        self.progress.start(f"{self.name} ({self.stats.snapshot})", total)
         try:
             yield
         finally:

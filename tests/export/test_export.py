@@ -152,6 +152,48 @@ def test_incremental_reads_only_changed_blocks(
     assert_volume(files["xvda"], bytes(expected), GIB)
 
 
+class RecordingProgress:
+    """Every bar started (description, total) and the bytes advanced on it."""
+
+    def __init__(self) -> None:
+        self.bars: list[list[Any]] = []
+
+    def start(self, description: str, total: float | None) -> None:
+        self.bars.append([description, total, 0])
+
+    def update(self, completed: float) -> None:
+        self.bars[-1][2] = completed
+
+    def advance(self, amount: float) -> None:
+        self.bars[-1][2] += amount
+
+    def finish(self) -> None:
+        pass
+
+
+def test_a_watched_export_counts_its_blocks_first_for_an_eta(
+    aws_env: MotoAWS, store: tuple[str, Repository]
+) -> None:
+    _, repo = store
+    day1 = seed(
+        aws_env, "eta", [("/dev/xvda", disk_bytes(11, 10)), ("/dev/xvdf", disk_bytes(12, 4))]
+    )
+    aws_env.reset_counters()
+    bar = RecordingProgress()
+    run_export(repo, day1.image_id, image_name="eta", progress=bar, count_blocks=True)
+    volumes = [b for b in bar.bars if b[0].startswith("xvd")]
+    assert [b[0].split()[0] for b in volumes] == ["xvda", "xvdf"]
+    assert all(total == done > 0 for _, total, done in volumes)  # the bar ends full, not beyond
+    assert sum(b[1] for b in volumes) == aws_env.counters()["GetSnapshotBlock"] * BLOCK
+    changes = {2: os.urandom(BLOCK), 30: os.urandom(BLOCK)}
+    day2 = seed_next_ami(
+        aws_env.client("ebs"), aws_env.client("ec2"), day1, "eta-2", {"/dev/xvda": changes}
+    )
+    bar = RecordingProgress()
+    run_export(repo, day2.image_id, image_name="eta", progress=bar, count_blocks=True)
+    assert [b[1] for b in bar.bars if b[0].startswith("xvd")] == [2 * BLOCK, 0]
+
+
 def test_same_snapshot_again_reads_nothing(aws_env: MotoAWS, store: tuple[str, Repository]) -> None:
     _, repo = store
     ami = seed(aws_env, "same", [("/dev/xvda", disk_bytes(5, 4))])
