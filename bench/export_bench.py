@@ -12,7 +12,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from measure import Sample, run
@@ -75,6 +75,9 @@ class ExportRow:
     #: what an export costs besides its blocks (start-up, store key, EC2 model, manifest).
     again: Sample | None = None
     latency: float = 0.0  # seconds the emulator held each GetSnapshotBlock
+    #: CPU seconds the emulator spent serving each run (same order as ``bare`` / ``imagekit``).
+    bare_server: list[float] = field(default_factory=list)
+    imagekit_server: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -86,10 +89,27 @@ class ExportRow:
     def cpu_per_gib(self, samples: list[Sample]) -> float:
         return statistics.median(s.cpu for s in samples) / (self.mib / 1024)
 
+    def server_cpu_per_gib(self, runs: list[float]) -> float:
+        return statistics.median(runs) / (self.mib / 1024) if runs else 0.0
+
+    @property
+    def cpu_bound_ratio(self) -> float:
+        """The ratio if every CPU-second counted, the emulator's included: what two shared
+        cores allow when neither client waits on anything else."""
+        bare = self.cpu_per_gib(self.bare) + self.server_cpu_per_gib(self.bare_server)
+        ik = self.cpu_per_gib(self.imagekit) + self.server_cpu_per_gib(self.imagekit_server)
+        return bare / ik
+
     @property
     def ratios(self) -> list[float]:
         """imagekit's rate over the bare loop's, per back-to-back pair."""
         return [b.wall / i.wall for b, i in zip(self.bare, self.imagekit, strict=True)]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _seed(aws: MotoAWS, name: str, blocks: int) -> tuple[str, str]:
@@ -131,9 +151,11 @@ def run_all(work: Path) -> list[ExportRow]:
                 (small, LATENCY_BLOCKS) if slow_serial else (large, BLOCKS)
             )
             tag = f" c={workers}" + (f" latency {latency * 1000:.0f} ms" if latency else "")
-            bare_runs, ik_runs = [], []
-            again = None
+            row = ExportRow(workers, [], [], blocks * BLOCK / 2**20, None, latency)
+            server = aws.server.proc
+            assert server is not None
             for repeat in range(REPEATS):
+                before = _cpu_seconds(server.pid)
                 bare = run(
                     f"bare loop{tag} #{repeat + 1}",
                     [sys.executable, "-c", BARE_LOOP, snapshot, str(workers)],
@@ -148,18 +170,19 @@ def run_all(work: Path) -> list[ExportRow]:
                 )
                 export = [exe, "export", image_id, "--store", str(store)]
                 export += ["--concurrency", str(workers)]
+                middle = _cpu_seconds(server.pid)
                 ik = run(f"imagekit export{tag} #{repeat + 1}", export, env_ik)
+                row.bare_server.append(middle - before)
+                row.imagekit_server.append(_cpu_seconds(server.pid) - middle)
                 if repeat == 0:
-                    again = run(f"imagekit export again{tag}", export, env_ik)
-                    _show(again)
+                    row.again = run(f"imagekit export again{tag}", export, env_ik)
+                    _show(row.again)
                 for sample in (bare, ik):
                     _show(sample)
-                bare_runs.append(bare)
-                ik_runs.append(ik)
+                row.bare.append(bare)
+                row.imagekit.append(ik)
                 shutil.rmtree(store, ignore_errors=True)
-            rows.append(
-                ExportRow(workers, bare_runs, ik_runs, blocks * BLOCK / 2**20, again, latency)
-            )
+            rows.append(row)
     return rows
 
 
@@ -184,15 +207,21 @@ def report(rows: list[ExportRow]) -> list[str]:
         "assumed figure): there the server's latency, not the shared CPU, bounds the bare loop.",
         f"With one request in flight, that round reads a {LATENCY_BLOCKS * BLOCK >> 20} MiB AMI.",
         "",
+        "The emulator's CPU per GiB served is measured too (from /proc, around each run). When",
+        "the two cores are the bound, a run's rate follows the CPU it needs *with* the emulator's:",
+        "the all-CPU ratio is (bare + its emulator CPU) / (imagekit + its emulator CPU), what the",
+        "ratio would be if the cores were all that limited both clients.",
+        "",
         "| server latency | concurrency | bare MiB/s | imagekit MiB/s | ratio (range) | goal "
-        "| imagekit CPU s/GiB | bare CPU s/GiB | imagekit fixed s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| imagekit CPU s/GiB | bare CPU s/GiB | emulator CPU s/GiB (bare / imagekit) "
+        "| all-CPU ratio | imagekit fixed s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     best = None
     for r in rows:
         where = f"{r.latency * 1000:.0f} ms" if r.latency else "none"
         if not r.ok:
-            lines.append(f"| {where} | {r.concurrency} | failed | failed | – | – | – | – | – |")
+            lines.append(f"| {where} | {r.concurrency} | failed | failed |" + " – |" * 7)
             continue
         ratio = statistics.median(r.ratios)
         verdict = "met" if ratio >= GOAL else "NOT met"
@@ -200,7 +229,9 @@ def report(rows: list[ExportRow]) -> list[str]:
         lines.append(
             f"| {where} | {r.concurrency} | {r.rate(r.bare):.0f} | {r.rate(r.imagekit):.0f} | "
             f"{ratio:.2f} ({min(r.ratios):.2f}–{max(r.ratios):.2f}) | {verdict} | "
-            f"{r.cpu_per_gib(r.imagekit):.1f} | {r.cpu_per_gib(r.bare):.1f} | {fixed} |"
+            f"{r.cpu_per_gib(r.imagekit):.1f} | {r.cpu_per_gib(r.bare):.1f} | "
+            f"{r.server_cpu_per_gib(r.bare_server):.1f} / "
+            f"{r.server_cpu_per_gib(r.imagekit_server):.1f} | {r.cpu_bound_ratio:.2f} | {fixed} |"
         )
         if r.again is not None and r.again.returncode == 0 and not r.latency:
             # Per GiB of blocks, not counting what the export costs whatever its size.
@@ -219,5 +250,19 @@ def report(rows: list[ExportRow]) -> list[str]:
             f"that is about {cores:.1f} cores busy (≈ {cores * 1.25:.1f} with headroom). The "
             "emulator's own CPU is not part of that figure."
         )
-    lines.append("")
+    lines += [
+        "",
+        "Where imagekit's client CPU goes (profiled with perf, py-spy and yappi on 2026-11-26, at",
+        "concurrency 8 with the emulator on the other core — not measured by this run):",
+        "HTTP 1.5–1.8 CPU-s per GiB (urllib3 and http.client's header parsing, SigV4 signing;",
+        "the boto3 client's own path cost 2.4–3.2, which is why GetSnapshotBlock has a lean path),",
+        "SHA-256 checks 0.6, keyed BLAKE3 chunk ids 0.17, zstd 0.1–0.25 (random data is copied",
+        "through), AES-GCM 0.15, pack ids and joins 0.25, the local store's page-cache writes and",
+        "fsyncs 0.4–2.8 (kernel time, which varies from run to run on this virtual machine), and",
+        "about 1 of Python hand-offs between threads. The same pipeline fed from memory instead",
+        "of HTTP needs ~2.8 on one core. The C primitives' floor for the whole job is about 3,",
+        "which is what the bare loop spends on requests alone: where the emulator and both",
+        "clients share two cores, the all-CPU ratio is the ceiling of the measured one.",
+        "",
+    ]
     return lines

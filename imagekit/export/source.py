@@ -189,7 +189,8 @@ class EbsVolumeSource:
     @contextlib.contextmanager
     def _reporting(self) -> Iterator[None]:
         total = None if self.total_blocks is None else self.total_blocks * EBS_BLOCK_SIZE
-        self.progress.start(f"{self.name} ({self.stats.snapshot})", total)
+        counted = "" if self.total_blocks is None else f", {self.total_blocks:,} blocks"
+        self.progress.start(f"{self.name} ({self.stats.snapshot}{counted})", total)
         try:
             yield
         finally:
