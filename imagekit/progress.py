@@ -10,6 +10,10 @@ from typing import Protocol
 
 
 class Progress(Protocol):
+    #: Someone sees it: work done only for the bar (listing ahead for an ETA) is worth doing.
+    @property
+    def visible(self) -> bool: ...
+
     def start(self, description: str, total: float | None) -> None: ...
 
     def update(self, completed: float) -> None: ...
@@ -21,6 +25,8 @@ class Progress(Protocol):
 
 class NullProgress:
     """Reports nothing: the default for library calls and for ``--json`` runs without a tty."""
+
+    visible = False
 
     def start(self, description: str, total: float | None) -> None:
         return None

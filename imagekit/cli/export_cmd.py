@@ -87,7 +87,6 @@ def export_command(
             concurrency=concurrency,
             state_dir=state_dir(),
             progress=bar,
-            count_blocks=bar.visible,
         )
     for r in results:
         if r.ami.licence_warning:

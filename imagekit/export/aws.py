@@ -77,6 +77,11 @@ def translate(exc: Exception, operation: str, subject: str) -> ImagekitError:
             "no AWS credentials found",
             hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         )
+    if isinstance(exc, botocore.exceptions.SSLError):
+        return ExportError(
+            f"TLS to AWS failed for {operation}: {exc}",
+            hint="check the endpoint URL and the CA bundle (AWS_CA_BUNDLE)",
+        )
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
         return ExportError(f"cannot reach AWS for {operation}: {exc}", transient=True)
     if not isinstance(exc, botocore.exceptions.ClientError):

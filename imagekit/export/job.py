@@ -222,15 +222,15 @@ def export_ami(
     state_dir: Path,
     progress: Progress | None = None,
     blocks: Any = None,
-    count_blocks: bool = False,
 ) -> ExportResult:
     """Export one AMI into ``repo`` as one stored image (one volume per EBS mapping).
 
     ``ebs`` lists blocks; ``blocks`` (default: ``ebs``) fetches them — ``export`` passes the
-    lean ``dataplane.BlockReader``. ``count_blocks`` lists each volume once more before reading
-    it, so that a progress bar has a total and an ETA: one List call per 10,000 blocks, worth it
-    when someone watches the bar.
+    lean ``dataplane.BlockReader`` (see ``block_reader``). When ``progress`` is visible, each
+    volume is listed once more before it is read, so that the bar has a total and an ETA: one
+    List call per 10,000 blocks, worth it when someone watches.
     """
+    count_blocks = progress is not None and progress.visible
     started = time.monotonic()
     name = image_name or ami.name
     images = repo.list_images()
@@ -289,6 +289,18 @@ def export_ami(
     )
 
 
+def block_reader(sess: Any, ebs: Any, concurrency: int) -> BlockReader:
+    """The lean GetSnapshotBlock path for ``ebs``'s endpoint, ready for a long export."""
+    # Everything alive now (API models, the store's index) lives as long as the export: moved
+    # out of the collector's reach, each collection scans what the blocks' requests allocate
+    # instead of hundreds of thousands of long-lived objects (~5 % of an export's CPU).
+    gc.freeze()
+    try:
+        return BlockReader.from_client(sess, ebs, concurrency)
+    except botocore.exceptions.BotoCoreError as exc:
+        raise translate(exc, "GetSnapshotBlock", "the EBS endpoint") from exc
+
+
 def export(
     repo: Repository,
     selection: Selection,
@@ -298,7 +310,6 @@ def export(
     concurrency: int = 8,
     state_dir: Path,
     progress: Progress | None = None,
-    count_blocks: bool = False,
 ) -> list[ExportResult]:
     """Export every selected AMI; the first failure stops the run (exports already done stay)."""
     if concurrency < 1:
@@ -308,14 +319,7 @@ def export(
     ec2 = client(sess, "ec2")
     ebs = client(sess, "ebs")
     amis = resolve_amis(ec2, where, selection)
-    # Everything alive now (API models, the store's index) lives as long as the export: moved
-    # out of the collector's reach, each collection scans what the blocks' requests allocate
-    # instead of hundreds of thousands of long-lived objects (~5 % of an export's CPU).
-    gc.freeze()
-    try:
-        reader = BlockReader.from_client(sess, ebs, concurrency)
-    except botocore.exceptions.BotoCoreError as exc:
-        raise translate(exc, "GetSnapshotBlock", "the EBS endpoint") from exc
+    reader = block_reader(sess, ebs, concurrency)
     if image_name and len(amis) > 1:
         raise InputError("--image-name needs exactly one AMI", hint=f"{len(amis)} were selected")
     results = []
@@ -332,7 +336,6 @@ def export(
                 state_dir=state_dir,
                 progress=progress,
                 blocks=reader,
-                count_blocks=count_blocks,
             )
         )
     return results

@@ -30,7 +30,7 @@ import botocore.exceptions
 from imagekit.errors import ImagekitError, StoreError, WrongKey
 from imagekit.export.ami import AmiSpec
 from imagekit.export.aws import client, translate
-from imagekit.export.job import AMI_METADATA, Selection, export_ami, resolve_amis
+from imagekit.export.job import AMI_METADATA, Selection, block_reader, export_ami, resolve_amis
 from imagekit.plans import metrics
 from imagekit.plans.model import Plan
 from imagekit.plans.records import (
@@ -304,9 +304,10 @@ def _export_role(
         log.warning("%s", ami.licence_warning)
     try:
         sess = boto3.session.Session(profile_name=plan.aws.profile, region_name=ami.region)
-        ebs = client(sess, "ebs", max_pool=plan.aws.concurrency + 2)
+        ebs = client(sess, "ebs")
     except botocore.exceptions.BotoCoreError as exc:
         raise translate(exc, "session", ami.image_id) from exc
+    reader = block_reader(sess, ebs, plan.aws.concurrency)
     result = export_ami(
         primary,
         ebs,
@@ -315,6 +316,7 @@ def _export_role(
         concurrency=plan.aws.concurrency,
         state_dir=state_dir,
         progress=progress,
+        blocks=reader,
     )
     modes = sorted({v.mode for v in result.volumes})
     return {

@@ -183,6 +183,8 @@ def test_wrong_source_format_is_input_error(disk: Path, tmp_path: Path) -> None:
 class RecordingProgress:
     """Records what the library reports, to check qemu-img -p parsing end to end."""
 
+    visible = True
+
     def __init__(self) -> None:
         self.started: list[tuple[str, float | None]] = []
         self.updates: list[float] = []

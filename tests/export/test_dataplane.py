@@ -8,11 +8,15 @@ server on 127.0.0.1 where the wire request itself has to be inspected (headers, 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import http.server
+import ipaddress
 import os
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
@@ -21,6 +25,10 @@ import botocore.credentials
 import botocore.exceptions
 import pytest
 from botocore.auth import SigV4Auth
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from imagekit.errors import ExportError
 from imagekit.export.aws import MAX_ATTEMPTS, client, session, translate
@@ -318,3 +326,77 @@ def test_a_proxy_from_the_environment_carries_the_request(
     path, headers = seen[0]
     assert path == "http://ebs.example.invalid" + BlockReader.path("snap-0abc", 1, TOKEN)
     assert headers["host"] == "ebs.example.invalid"
+
+
+# -- TLS: the CA bundle the AWS settings name is the one trusted --------------------------------
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_capture(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    _Capture.seen = []
+    cert, key = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_tls_trusts_the_configured_ca_bundle_and_nothing_else(
+    tls_capture: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, cert = tls_capture
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", endpoint)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+    sess = _sess()
+    reader = BlockReader.from_client(sess, client(sess, "ebs"), 2)
+    assert fetch_block(reader, "snap-0abc", BlockRef(3, TOKEN)) == _Capture.block
+
+    # The system's bundle does not know this certificate: one clear error, no retry storm.
+    monkeypatch.delenv("AWS_CA_BUNDLE")
+    sleeps: list[float] = []
+    sess = _sess()
+    untrusting = BlockReader.from_client(sess, client(sess, "ebs"), 2, sleep=sleeps.append)
+    with pytest.raises(ExportError, match="TLS to AWS failed") as caught:
+        fetch_block(untrusting, "snap-0abc", BlockRef(3, TOKEN))
+    assert "AWS_CA_BUNDLE" in (caught.value.hint or "")
+    assert sleeps == []

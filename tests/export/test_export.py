@@ -155,6 +155,8 @@ def test_incremental_reads_only_changed_blocks(
 class RecordingProgress:
     """Every bar started (description, total) and the bytes advanced on it."""
 
+    visible = True
+
     def __init__(self) -> None:
         self.bars: list[list[Any]] = []
 
@@ -180,7 +182,7 @@ def test_a_watched_export_counts_its_blocks_first_for_an_eta(
     )
     aws_env.reset_counters()
     bar = RecordingProgress()
-    run_export(repo, day1.image_id, image_name="eta", progress=bar, count_blocks=True)
+    run_export(repo, day1.image_id, image_name="eta", progress=bar)
     volumes = [b for b in bar.bars if b[0].startswith("xvd")]
     assert [b[0].split()[0] for b in volumes] == ["xvda", "xvdf"]
     assert all(total == done > 0 for _, total, done in volumes)  # the bar ends full, not beyond
@@ -190,7 +192,7 @@ def test_a_watched_export_counts_its_blocks_first_for_an_eta(
         aws_env.client("ebs"), aws_env.client("ec2"), day1, "eta-2", {"/dev/xvda": changes}
     )
     bar = RecordingProgress()
-    run_export(repo, day2.image_id, image_name="eta", progress=bar, count_blocks=True)
+    run_export(repo, day2.image_id, image_name="eta", progress=bar)
     assert [b[1] for b in bar.bars if b[0].startswith("xvd")] == [2 * BLOCK, 0]
 
 
