@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from libcloud.common.exceptions import BaseHTTPError
+from libcloud.common.types import LibcloudError
 from libcloud.compute.base import Node, NodeImage, NodeSize
 from libcloud.compute.drivers.openstack import OpenStackNetwork
 
@@ -244,7 +245,19 @@ class OpenStackProvider(Provider):
         host = self._address(node)
         if not host:
             raise ProviderError(f"server {node.name} has no address to check")
-        return node_target(node, host, self.ssh_user, run)
+        return node_target(node, host, self.ssh_user, run, console=lambda: self._console(node))
+
+    def _console(self, node: Node) -> str | None:
+        """The server's console log from Nova (``os-getConsoleOutput``): what ``serial:`` checks
+        read, what a failure quotes, and where the host keys cloud-init prints come from, so an
+        ``ssh:`` check pins them instead of trusting on first use. None where the cloud's policy
+        refuses the call (some clouds do): then there is no console to read."""
+        try:
+            answer = self.driver().ex_get_console_output(node)
+        except (BaseHTTPError, LibcloudError):
+            return None
+        output = (answer or {}).get("output") if isinstance(answer, Mapping) else None
+        return None if output is None else str(output)
 
     # -- teardown ----------------------------------------------------------------------------
 

@@ -17,8 +17,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from libcloud.compute.base import Node
+from libcloud.compute.types import NodeState
 
 from imagekit.errors import ProviderError
+from imagekit.providers import health
 from imagekit.providers.base import NodeRequest
 from imagekit.providers.boot import BootOptions, boot
 from imagekit.providers.openstack import glance
@@ -529,3 +532,37 @@ def test_import_task_never_done_is_a_timeout_naming_its_status() -> None:
     conn = SimpleNamespace(request=lambda path: answer)
     with pytest.raises(ProviderError, match="task-1 not done in time \\(status processing\\)"):
         glance.wait_task(conn, "task-1", time.monotonic() + 1, interval=5.0)
+
+
+CONSOLE = """[    2.1] cloud-init[612]: Cloud-init v. 23.1 running 'modules:final'
+ci-info: no authorized SSH keys fingerprints found for user root.
+-----BEGIN SSH HOST KEY KEYS-----
+ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6kt9Cm8V0HqdlLgnXD16Un4cVVzLYk0k0r6u2ZEv1B root@x
+-----END SSH HOST KEY KEYS-----
+"""
+
+
+def test_console_output_comes_from_nova_and_yields_the_host_keys(os_env: Path) -> None:
+    """Compute v2.1 ``POST /servers/{id}/action`` with ``os-getConsoleOutput``: the console that
+    ``serial:`` checks read and that pins the host key for ``ssh:``; refused by policy → none."""
+    provider = openstack(state_dir=os_env / "state")
+    run = RunStore(os_env / "state").create("openstack")
+    with recorded() as cloud:
+        _openstack(cloud)
+        cloud.route(
+            "POST",
+            NOVA + r"/servers/srv-1/action$",
+            Reply(200, {"output": CONSOLE}),
+            Reply(403, {"forbidden": {"message": "Policy doesn't allow it", "code": 403}}),
+        )
+        node = Node("srv-1", "x", NodeState.RUNNING, ["127.0.0.1"], [], provider.driver())
+        target = provider.health_target(node, run)
+        console = target.console()
+        refused = target.console()
+    assert console == CONSOLE
+    assert health.console_host_keys(console) == [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6kt9Cm8V0HqdlLgnXD16Un4cVVzLYk0k0r6u2ZEv1B"
+    ]
+    action = cloud.find("POST", "/servers/srv-1/action")
+    assert [c.json() for c in action] == [{"os-getConsoleOutput": {"length": None}}] * 2
+    assert refused is None
