@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from imagekit.errors import ObjectNotFound, StoreError
+from imagekit.fsutil import drop_cached_pages
 from imagekit.store.backends.base import Backend, ObjectInfo
 from imagekit.store.backends.names import check_name
 
@@ -59,6 +60,7 @@ class LocalBackend(Backend):
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+                drop_cached_pages(handle.fileno())
             os.replace(tmp, path)
             tmp = None
             _fsync_dir(path.parent)
