@@ -233,11 +233,14 @@ class BlockReader:
             raise botocore.exceptions.ClientError(parsed, _OPERATION)
 
     def _send(self, url: str, target: str) -> tuple[int, Any, bytes]:
+        # Signed before taking a slot: with few requests in flight, the next request leaves as
+        # soon as one finishes, instead of after its signature (~50 µs of CPU) and a thread hop.
+        headers = self._signed_headers(url)
         with self.limit.slot():
             response = self._http.urlopen(
                 "GET",
                 target,
-                headers=self._signed_headers(url),
+                headers=headers,
                 retries=False,
                 redirect=False,
                 timeout=self._timeout,

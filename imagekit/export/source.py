@@ -5,8 +5,9 @@ The source yields the blocks a plan chose (all written blocks, or the changed on
 incremental export — exactly as ingest expects.
 
 Ingest fetches the blocks itself (``ParallelSource``): each of its workers fetches one block,
-verifies it, and hashes, compresses and encrypts it on the same thread, while a semaphore keeps
-the requests in flight at ``concurrency``. No thread stands between the fetch and the store.
+verifies it, and hashes, compresses and encrypts it on the same thread, while the lean reader's
+limit (or, for a boto3 client, a semaphore) keeps the requests in flight at ``concurrency``. No
+thread stands between the fetch and the store.
 
 Resume: every block ingest has taken is noted in a journal beside the export (block index → chunk
 id, or "zero"), from the chunk id ingest computed (``ChunkObserver``), before the block goes into a
@@ -20,12 +21,14 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from imagekit.export.blocks import EBS_BLOCK_SIZE, BlockRef, fetch_block, fetch_blocks
+from imagekit.export.dataplane import BlockReader
 from imagekit.progress import NullProgress, Progress
 from imagekit.store.crypto import chunk_id
 from imagekit.store.format import CHUNK_SIZE
@@ -167,11 +170,19 @@ class EbsVolumeSource:
 
     @contextlib.contextmanager
     def reads(self) -> Iterator[Iterator[ReadTask]]:
-        gate = threading.BoundedSemaphore(max(1, self.concurrency))
+        # The lean reader bounds its own requests in flight (and lowers the bound when
+        # throttled); a boto3 client gets a semaphore here.
+        gate: AbstractContextManager[Any] | None = (
+            None
+            if isinstance(self.ebs, BlockReader)
+            else threading.BoundedSemaphore(max(1, self.concurrency))
+        )
         with self._reporting():
             yield (partial(self._read, gate, ref) for ref in self.refs)
 
-    def _read(self, gate: threading.BoundedSemaphore, ref: BlockRef) -> list[tuple[int, bytes]]:
+    def _read(
+        self, gate: AbstractContextManager[Any] | None, ref: BlockRef
+    ) -> list[tuple[int, bytes]]:
         return [(ref.index, fetch_block(self.ebs, self.stats.snapshot, ref, gate=gate))]
 
     def iter_chunks(self) -> Iterator[tuple[int, bytes]]:

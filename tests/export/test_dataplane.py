@@ -15,6 +15,7 @@ import ipaddress
 import os
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,8 +41,13 @@ from imagekit.export.dataplane import (
     BlockReader,
     backoff_delay,
 )
+from imagekit.export.source import EbsVolumeSource, VolumeStats
+from imagekit.store.identity import Identity
+from imagekit.store.ingest import ingest
+from imagekit.store.repository import Repository
 from testbed.moto_aws import MotoAWS
 from testbed.seed_ami import VolumeSpec, seed_ami
+from tests.store.helpers import MemoryBackend
 
 REGION = "us-east-1"
 TOKEN = "AAUB+some/token==with+odd/chars"
@@ -246,8 +252,24 @@ def test_an_unreachable_endpoint_is_retried_then_named(monkeypatch: pytest.Monke
 class _Capture(http.server.BaseHTTPRequestHandler):
     seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
     block = os.urandom(EBS_BLOCK_SIZE)
+    delay = 0.0  # seconds each answer waits, so that requests overlap
+    inflight = 0
+    peak = 0
+    lock = threading.Lock()
 
     def do_GET(self) -> None:
+        cls = type(self)
+        with cls.lock:
+            cls.inflight += 1
+            cls.peak = max(cls.peak, cls.inflight)
+        try:
+            time.sleep(cls.delay)
+            self._answer()
+        finally:
+            with cls.lock:
+                cls.inflight -= 1
+
+    def _answer(self) -> None:
         self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
         digest = base64.b64encode(hashlib.sha256(self.block).digest()).decode()
         self.send_response(200)
@@ -265,6 +287,7 @@ class _Capture(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def capture() -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
     _Capture.seen = []
+    _Capture.delay, _Capture.inflight, _Capture.peak = 0.0, 0, 0
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -274,6 +297,40 @@ def capture() -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_an_export_keeps_the_requests_in_flight_at_the_concurrency(
+    capture: tuple[str, list[tuple[str, dict[str, str]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lean reader is the only bound on requests in flight (the source adds no semaphore
+    # for it), while ingest runs more workers than that to hash and encrypt.
+    endpoint, seen = capture
+    _Capture.delay = 0.03
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", endpoint)
+    sess = _sess()
+    reader = BlockReader.from_client(sess, client(sess, "ebs"), 3)
+    blocks = 12
+    source = EbsVolumeSource(
+        ebs=reader,
+        name="xvda",
+        virtual_size=blocks * EBS_BLOCK_SIZE,
+        refs=[BlockRef(i, f"t{i}") for i in range(blocks)],
+        stats=VolumeStats("snap-1", blocks * EBS_BLOCK_SIZE, "full"),
+        concurrency=3,
+    )
+    assert source.read_workers > 3
+    result = ingest(_memory_repo(), [source], name="img", source="test")
+    assert len(seen) == blocks
+    assert _Capture.peak == 3
+    assert source.stats.blocks_read == blocks
+    assert result.image.manifest.volumes[0].chunks[-1][0] == blocks - 1
+
+
+def _memory_repo() -> Repository:
+    reader, writer = Identity.generate(), Identity.generate()
+    backend = MemoryBackend()
+    Repository.init(backend, recipients=[reader.recipient], writers=[writer.recipient])
+    return Repository.open(backend, identity=writer)
 
 
 def _verify_signature(url: str, headers: dict[str, str], creds: Any) -> None:
