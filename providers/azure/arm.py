@@ -1,30 +1,25 @@
 """Azure Resource Manager calls libcloud 3.9.1 lacks, made through its signed ARM connection.
 
-libcloud's ``AzureNodeDriver`` creates NICs and VMs; it cannot import a managed disk, create a
-managed image, a virtual network with an NSG-guarded subnet, or a Standard-SKU public IP, and it
-never waits on long operations. Each function here is one ARM REST call, named after it, with the
-API version it was written against. Long operations are polled through ``Azure-AsyncOperation``
-(or ``Location``) with a deadline of our own.
-
-``ex_customdata`` in 3.9.1 base64-encodes into ``bytes`` that ``json.dumps`` refuses (and cannot
-encode a ``str`` at all): ``CustomDataConnection`` serialises those bytes as ASCII instead, so
-``create_node(ex_customdata=user_data_bytes)`` sends the right ``osProfile.customData``.
+libcloud's ``AzureNodeDriver`` creates NICs and reads VMs; it cannot import a managed disk, create
+a managed image, a virtual network with an NSG-guarded subnet, or a Standard-SKU public IP, never
+waits on long operations, and its ``create_node`` cannot turn on boot diagnostics — without which
+Azure keeps no serial console log to read host keys and boot messages from. Each function here is
+one ARM REST call, named after it, with the API version it was written against. Long operations
+are polled through ``Azure-AsyncOperation`` (or ``Location``) with a deadline of our own.
 """
 
 from __future__ import annotations
 
-import json
+import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from libcloud.common.azure_arm import AzureResourceManagementConnection
+import requests
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import InvalidCredsError, LibcloudError
-from libcloud.compute.base import NodeImage
-from libcloud.compute.drivers.azure_arm import AzureComputeGalleryImage, AzureNodeDriver
 
 from imagekit.errors import ProviderError
 from imagekit.providers.cloud.common import poll
@@ -34,39 +29,15 @@ RESOURCE_GROUP_API = "2021-04-01"
 DISK_API = "2023-01-02"
 IMAGE_API = "2023-03-01"
 NETWORK_API = "2023-05-01"
+#: libcloud's VM_API_VERSION (it reads and deletes the VMs); managed boot diagnostics (no storage
+#: account of ours) and retrieveBootDiagnosticsData exist from 2020-06-01.
+VM_API = "2021-11-01"
+#: Reading the serial log blob through its SAS URI: one plain HTTPS GET.
+SERIAL_LOG_TIMEOUT = 30.0
 #: Seconds between polls of a long operation; ARM's own Retry-After is honoured when larger.
 POLL_INTERVAL = 5.0
 #: ARM error codes that mean "you are out of quota", not "your request is wrong".
 QUOTA_CODES = ("QuotaExceeded", "OperationNotAllowed", "SkuNotAvailable", "ZonalAllocationFailed")
-
-
-class CustomDataConnection(AzureResourceManagementConnection):
-    """ARM connection whose JSON encoder writes ``bytes`` (libcloud's base64 custom data) as
-    text."""
-
-    def encode_data(self, data: Any) -> str:
-        return json.dumps(data, default=_bytes_as_ascii)
-
-
-def _bytes_as_ascii(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii")
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-class ImagekitAzureDriver(AzureNodeDriver):
-    connectionCls = CustomDataConnection
-
-
-class ManagedImage(AzureComputeGalleryImage):
-    """A managed image, booted by libcloud's ``create_node`` as ``imageReference.id``.
-
-    libcloud accepts only its own image classes; a gallery image is the one whose sole use is
-    its ``id``, so this is one with the managed image's id instead of a gallery path.
-    """
-
-    def __init__(self, image_id: str, name: str, driver: Any) -> None:
-        NodeImage.__init__(self, image_id, name, driver)
 
 
 def call_driver(fn: Callable[[], Any]) -> Any:
@@ -360,3 +331,99 @@ def images_create(arm: Arm, name: str, disk_id: str, deadline: float) -> dict[st
     }
     path = arm.resource_id("Microsoft.Compute/images", name)
     return put(arm, "managed image creation", path, IMAGE_API, body, deadline)
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """What a VM is made of: all ours but the size, which the request chose."""
+
+    size: str
+    image_id: str
+    nic_id: str
+    user_name: str
+    custom_data: bytes
+    tags: Mapping[str, str]
+    ssh_public_key: str | None = None
+    password: str | None = None  # when no key is offered (Azure demands a credential)
+
+
+def virtual_machines_create(arm: Arm, name: str, spec: VmSpec) -> Any:
+    """Virtual Machines - Create Or Update: managed OS disk from the image (named like the VM and
+    deleted with it), the NIC, custom data, and managed boot diagnostics, so that the serial log
+    can be read back (``serial_log``). Returns ARM's answer; the caller waits for provisioning."""
+    if spec.ssh_public_key:
+        linux: dict[str, Any] = {
+            "disablePasswordAuthentication": True,
+            "ssh": {
+                "publicKeys": [
+                    {
+                        "path": f"/home/{spec.user_name}/.ssh/authorized_keys",
+                        "keyData": spec.ssh_public_key,
+                    }
+                ]
+            },
+        }
+        os_profile: dict[str, Any] = {"linuxConfiguration": linux}
+    else:
+        os_profile = {
+            "linuxConfiguration": {"disablePasswordAuthentication": False},
+            "adminPassword": spec.password,
+        }
+    os_profile.update(
+        computerName=name,
+        adminUsername=spec.user_name,
+        customData=base64.b64encode(spec.custom_data).decode("ascii"),
+    )
+    body = {
+        "location": arm.location,
+        "tags": dict(spec.tags),
+        "properties": {
+            "hardwareProfile": {"vmSize": spec.size},
+            "storageProfile": {
+                "imageReference": {"id": spec.image_id},
+                "osDisk": {
+                    "name": name,
+                    "osType": "Linux",
+                    "caching": "ReadWrite",
+                    "createOption": "FromImage",
+                    "managedDisk": {"storageAccountType": "Standard_LRS"},
+                    "deleteOption": "Delete",
+                },
+            },
+            "osProfile": os_profile,
+            "networkProfile": {"networkInterfaces": [{"id": spec.nic_id}]},
+            # No storageUri: Azure keeps the log in managed storage, nothing of ours to clean.
+            "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
+        },
+    }
+    path = arm.resource_id("Microsoft.Compute/virtualMachines", name)
+    return request(arm, f"creation of VM {name}", path, VM_API, "PUT", body).object
+
+
+def serial_log(arm: Arm, vm_id: str) -> str | None:
+    """The VM's serial console log (Virtual Machines - Retrieve Boot Diagnostics Data, then the
+    log blob through the SAS URI it returns); "" while Azure has none yet, None when the caller
+    may not read it (403): then there is no console to read."""
+    try:
+        answer = arm.driver.connection.request(
+            f"{vm_id}/retrieveBootDiagnosticsData", params={"api-version": VM_API}, method="POST"
+        )
+    except InvalidCredsError:
+        return None
+    except BaseHTTPError as exc:
+        # 403: not allowed to; anything else (409 while the VM is being made, 404): not yet.
+        return None if exc.code == 403 else ""
+    except LibcloudError:
+        return ""
+    uri = (answer.object or {}).get("serialConsoleLogBlobUri")
+    if not uri:
+        return ""
+    try:
+        blob = requests.get(uri, timeout=SERIAL_LOG_TIMEOUT)
+    except requests.RequestException:
+        return ""
+    if blob.status_code == 403:
+        return None
+    if blob.status_code != 200:
+        return ""  # 404: the host has written nothing yet
+    return blob.content.decode("utf-8", errors="replace")

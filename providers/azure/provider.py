@@ -4,8 +4,9 @@ upload: ``vhd-azure`` file → page blob ``CONTAINER/RUN.vhd`` in the storage ac
 register_image: resource group (made and recorded only when missing) → managed disk imported
 from the blob → managed image of it
 create_nodes: NSG (one rule per guest port) → virtual network + subnet behind it → per node a
-Standard static public IP, a NIC, and the VM (libcloud ``create_node``, custom data = user-data,
-OS disk deleted with the VM)
+Standard static public IP, a NIC, and the VM (an ARM PUT of ours: custom data = user-data, OS
+disk deleted with the VM, managed boot diagnostics on so the serial log can be read for host keys
+and failure reports)
 teardown: newest first — VMs, OS disks, NICs, IPs, network, NSG, image, disk, blob, group
 
 Each resource is recorded before the call that creates it (ARM names are chosen by us), so a
@@ -23,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from libcloud.compute.base import Node, NodeAuthPassword, NodeAuthSSHKey, NodeImage, NodeSize
-from libcloud.compute.drivers.azure_arm import AzureIPAddress, AzureSubnet
+from libcloud.compute.base import Node, NodeImage, NodeSize
+from libcloud.compute.drivers.azure_arm import AzureIPAddress, AzureNodeDriver, AzureSubnet
 from libcloud.storage.drivers.azure_blobs import AzureBlobsStorageDriver
 from libcloud.storage.types import ContainerAlreadyExistsError
 
@@ -53,7 +54,7 @@ from imagekit.providers.runs import Run
 DISK_TIMEOUT = 3600.0
 #: Networks, IPs, images and VMs: ARM usually finishes in under two minutes.
 OPERATION_TIMEOUT = 900.0
-VM_API = "2021-11-01"  # libcloud's VM_API_VERSION, for GET/DELETE of the VMs it created
+VM_API = arm.VM_API
 NIC_API = "2018-06-01"  # libcloud's NIC_API_VERSION
 STORAGE_SUFFIX = "blob.core.windows.net"
 
@@ -137,7 +138,7 @@ class AzureProvider(Provider):
             client = str(read_secret(self.name, "AZURE_CLIENT_ID"))
             secret = str(read_secret(self.name, "AZURE_CLIENT_SECRET"))
             driver = arm.call_driver(
-                lambda: arm.ImagekitAzureDriver(  # type: ignore[no-untyped-call]
+                lambda: AzureNodeDriver(  # type: ignore[no-untyped-call]
                     tenant,
                     self.subscription,
                     client,
@@ -196,7 +197,7 @@ class AzureProvider(Provider):
         run.add_resource(Resource("image", image_id, name))
         arm.images_create(scope, name, disk_id, time.monotonic() + OPERATION_TIMEOUT)
         # libcloud boots any image object as {"imageReference": {"id": image.id}}.
-        return arm.ManagedImage(image_id, name, scope.driver)
+        return NodeImage(image_id, name, scope.driver)
 
     def list_sizes(self) -> list[NodeSize]:
         driver = self.scope().driver
@@ -252,27 +253,18 @@ class AzureProvider(Provider):
         run.add_resource(Resource("disk", os_disk, name))
         vm_id = scope.resource_id("Microsoft.Compute/virtualMachines", name)
         run.add_resource(Resource("node", vm_id, name))
-        auth: Any = (
-            NodeAuthSSHKey(request.ssh_public_key)
-            if request.ssh_public_key
+        spec = arm.VmSpec(
+            size=request.size.id,
+            image_id=image.id,
+            nic_id=nic.id,
+            user_name=self.ssh_user,
+            custom_data=request.user_data.encode(),
+            tags={"imagekit-run": run.run_id},
+            ssh_public_key=request.ssh_public_key or None,
             # Azure demands a credential; a random one nobody keeps, when no key is offered.
-            else NodeAuthPassword("Ik1!" + secrets.token_urlsafe(24))
+            password=None if request.ssh_public_key else "Ik1!" + secrets.token_urlsafe(24),
         )
-        arm.call_driver(
-            lambda: driver.create_node(
-                name,
-                request.size,
-                image,
-                auth,
-                ex_resource_group=self.resource_group,
-                ex_nic=nic,
-                ex_user_name=self.ssh_user,
-                ex_customdata=request.user_data.encode(),
-                ex_use_managed_disks=True,
-                ex_os_disk_delete=True,
-                ex_tags={"imagekit-run": run.run_id},
-            )
-        )
+        arm.virtual_machines_create(scope, name, spec)
         arm.wait_provisioned(scope, f"creation of VM {name}", vm_id, VM_API, deadline)
         return arm.call_driver(lambda: driver.ex_get_node(vm_id))  # type: ignore[no-any-return]
 
@@ -285,7 +277,10 @@ class AzureProvider(Provider):
         host = public_ip(node)
         if not host:
             raise ProviderError(f"VM {node.name} has no public IP to check")
-        return node_target(node, host, self.ssh_user, run)
+        vm_id = str(node.id)
+        return node_target(
+            node, host, self.ssh_user, run, console=lambda: arm.serial_log(self.scope(), vm_id)
+        )
 
     # -- teardown ----------------------------------------------------------------------------
 

@@ -17,8 +17,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from libcloud.compute.base import Node
+from libcloud.compute.types import NodeState
 
 from imagekit.errors import ProviderError
+from imagekit.providers import health
 from imagekit.providers.azure import arm
 from imagekit.providers.azure.provider import AzureProvider
 from imagekit.providers.base import NodeRequest
@@ -231,9 +234,6 @@ def test_full_flow_upload_register_boot_health_teardown(
         f"GET {net}/publicIPAddresses/{node}-ip",
         f"PUT {net}/networkInterfaces/{node}-nic",
         f"PUT {comp}/virtualMachines/{node}",
-        f"GET {net}/networkInterfaces/{node}-nic",  # libcloud reads the new VM's addresses
-        f"GET {net}/publicIPAddresses/{node}-ip",
-        f"GET {comp}/virtualMachines/{node}/InstanceView",
         f"GET {comp}/virtualMachines/{node}",  # our poll: Succeeded
         f"GET {comp}/virtualMachines/{node}",  # the node as it is now
         f"GET {net}/networkInterfaces/{node}-nic",
@@ -297,15 +297,30 @@ def test_full_flow_upload_register_boot_health_teardown(
     config = nic["properties"]["ipConfigurations"][0]["properties"]
     assert config["subnet"]["id"] == f"{net}/virtualNetworks/{rid}-vnet/subnets/default"
     assert config["publicIPAddress"]["id"] == f"{net}/publicIPAddresses/{node}-ip"
-    vm = cloud.find("PUT", "/virtualMachines/")[0].json()["properties"]
+    vm_put = cloud.find("PUT", "/virtualMachines/")[0]
+    assert vm_put.query["api-version"] == "2021-11-01"
+    vm_body = vm_put.json()
+    assert vm_body["location"] == LOC and vm_body["tags"] == {"imagekit-run": rid}
+    vm = vm_body["properties"]
     assert vm["hardwareProfile"]["vmSize"] == "Standard_D2s_v5"  # m5.large: 2 vCPU, 8 GiB
     assert vm["storageProfile"]["imageReference"] == {"id": f"{comp}/images/{rid}-image"}
-    assert vm["storageProfile"]["osDisk"]["managedDisk"] == {"storageAccountType": "Standard_LRS"}
-    assert vm["storageProfile"]["osDisk"]["deleteOption"] == "Delete"
+    os_disk = vm["storageProfile"]["osDisk"]
+    assert os_disk["managedDisk"] == {"storageAccountType": "Standard_LRS"}
+    assert os_disk["deleteOption"] == "Delete" and os_disk["createOption"] == "FromImage"
+    assert os_disk["name"] == node  # the name teardown deletes the disk by
+    assert vm["networkProfile"] == {
+        "networkInterfaces": [{"id": f"{net}/networkInterfaces/{node}-nic"}]
+    }
+    # Managed boot diagnostics: the serial log the console checks and host-key pinning read.
+    assert vm["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}
     user_data = base64.b64decode(vm["osProfile"]["customData"]).decode()
     assert user_data.startswith("#cloud-config")
-    assert vm["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"].startswith(
-        "ssh-ed25519 "
+    linux = vm["osProfile"]["linuxConfiguration"]
+    assert linux["disablePasswordAuthentication"] is True
+    assert linux["ssh"]["publicKeys"][0]["keyData"].startswith("ssh-ed25519 ")
+    assert linux["ssh"]["publicKeys"][0]["path"] == "/home/azureuser/.ssh/authorized_keys"
+    assert (
+        "adminPassword" not in vm["osProfile"] and vm["osProfile"]["adminUsername"] == "azureuser"
     )
     assert record.status == "healthy" and record.nodes[0].endpoints[0].host == "127.0.0.1"
     assert not report.failed and runs.list() == []
@@ -404,3 +419,53 @@ def test_long_operation_past_its_deadline_is_a_transient_timeout() -> None:
     with pytest.raises(ProviderError, match="Azure disk import did not finish in time") as info:
         arm.wait(scope, "disk import", started, time.monotonic())
     assert info.value.transient
+
+
+CONSOLE = """[    5.2] cloud-init[801]: Cloud-init v. 23.4 running 'modules:final'
+-----BEGIN SSH HOST KEY KEYS-----
+ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6kt9Cm8V0HqdlLgnXD16Un4cVVzLYk0k0r6u2ZEv1B root@web-1
+-----END SSH HOST KEY KEYS-----
+"""
+#: The shape of a managed boot diagnostics SAS URI (a storage account Azure owns).
+SERIAL_URI = (
+    "https://md-abcdef.blob.storage.azure.net/bootdiag/web-1.serialconsole.log"
+    "?sv=2018-03-28&sr=b&sp=r&sig=abc%3D"
+)
+
+
+def test_console_is_the_serial_log_from_boot_diagnostics(env: Path) -> None:
+    """Virtual Machines - Retrieve Boot Diagnostics Data (POST, 2021-11-01) answers SAS URIs; the
+    serial log blob is read through its URI. Not written yet (404) → empty so far; refused → no
+    console at all."""
+    provider = azure(state_dir=env / "state")
+    run = RunStore(env / "state").create("azure")
+    vm_id = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute"
+    vm_id += "/virtualMachines/web-1"
+    with recorded() as cloud:
+        _routes(cloud)
+        cloud.route(
+            "POST",
+            ARM + r"/subscriptions/.*/virtualMachines/web-1/retrieveBootDiagnosticsData",
+            Reply(200, {"consoleScreenshotBlobUri": "x", "serialConsoleLogBlobUri": SERIAL_URI}),
+            Reply(200, {"consoleScreenshotBlobUri": "x", "serialConsoleLogBlobUri": SERIAL_URI}),
+            Reply(403, {"error": {"code": "AuthorizationFailed", "message": "no"}}),
+        )
+        cloud.route(
+            "GET",
+            r"https://md-abcdef\.blob\.storage\.azure\.net/bootdiag/",
+            Reply(404, b"<Error><Code>BlobNotFound</Code></Error>"),
+            Reply(200, CONSOLE.encode()),
+        )
+        node = Node(vm_id, "web-1", NodeState.RUNNING, ["127.0.0.1"], [], None)
+        target = provider.health_target(node, run)
+        early, console, refused = target.console(), target.console(), target.console()
+    assert early == ""
+    assert console == CONSOLE
+    assert health.console_host_keys(console) == [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6kt9Cm8V0HqdlLgnXD16Un4cVVzLYk0k0r6u2ZEv1B"
+    ]
+    assert refused is None
+    posts = cloud.find("POST", "/retrieveBootDiagnosticsData")
+    assert [c.query["api-version"] for c in posts] == ["2021-11-01"] * 3
+    blob_reads = [c for c in cloud.calls if "md-abcdef" in c.url]
+    assert len(blob_reads) == 2 and all("Authorization" not in c.headers for c in blob_reads)
