@@ -26,7 +26,7 @@ from imagekit.errors import ExportError, InputError
 from imagekit.export.ami import AmiSpec, VolumeSpec, parse_image, select_latest_per_name
 from imagekit.export.aws import client, region_of, session, translate
 from imagekit.export.blocks import BlockRef, NotRelated, list_changed_blocks, list_snapshot_blocks
-from imagekit.export.dataplane import BlockReader
+from imagekit.export.dataplane import BlockReader, LeanPathUnavailable
 from imagekit.export.source import EbsVolumeSource, Journal, VolumeStats, overlay
 from imagekit.progress import NullProgress, Progress
 from imagekit.store.ingest import ingest
@@ -289,14 +289,20 @@ def export_ami(
     )
 
 
-def block_reader(sess: Any, ebs: Any, concurrency: int) -> BlockReader:
-    """The lean GetSnapshotBlock path for ``ebs``'s endpoint, ready for a long export."""
+def block_reader(sess: Any, ebs: Any, concurrency: int) -> Any:
+    """The lean GetSnapshotBlock path for ``ebs``'s endpoint, ready for a long export.
+
+    ``ebs`` itself when the settings need what the lean path lacks (an ``https://`` proxy).
+    """
     # Everything alive now (API models, the store's index) lives as long as the export: moved
     # out of the collector's reach, each collection scans what the blocks' requests allocate
     # instead of hundreds of thousands of long-lived objects (~5 % of an export's CPU).
     gc.freeze()
     try:
         return BlockReader.from_client(sess, ebs, concurrency)
+    except LeanPathUnavailable as exc:
+        log.info("blocks are read through the boto3 client: the lean path cannot use %s", exc)
+        return ebs
     except botocore.exceptions.BotoCoreError as exc:
         raise translate(exc, "GetSnapshotBlock", "the EBS endpoint") from exc
 
@@ -323,21 +329,25 @@ def export(
     if image_name and len(amis) > 1:
         raise InputError("--image-name needs exactly one AMI", hint=f"{len(amis)} were selected")
     results = []
-    for ami in amis:
-        if ami.licence_warning:
-            log.warning("%s", ami.licence_warning)
-        results.append(
-            export_ami(
-                repo,
-                ebs,
-                ami,
-                image_name=image_name,
-                concurrency=concurrency,
-                state_dir=state_dir,
-                progress=progress,
-                blocks=reader,
+    try:
+        for ami in amis:
+            if ami.licence_warning:
+                log.warning("%s", ami.licence_warning)
+            results.append(
+                export_ami(
+                    repo,
+                    ebs,
+                    ami,
+                    image_name=image_name,
+                    concurrency=concurrency,
+                    state_dir=state_dir,
+                    progress=progress,
+                    blocks=reader,
+                )
             )
-        )
+    finally:
+        if isinstance(reader, BlockReader):
+            reader.close()
     return results
 
 

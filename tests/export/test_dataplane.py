@@ -8,11 +8,13 @@ server on 127.0.0.1 where the wire request itself has to be inspected (headers, 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import http.server
 import ipaddress
 import os
+import socket
 import ssl
 import threading
 import time
@@ -39,8 +41,10 @@ from imagekit.export.dataplane import (
     BACKOFF_CAP,
     AdaptiveLimit,
     BlockReader,
+    LeanPathUnavailable,
     backoff_delay,
 )
+from imagekit.export.job import block_reader
 from imagekit.export.source import EbsVolumeSource, VolumeStats
 from imagekit.store.identity import Identity
 from imagekit.store.ingest import ingest
@@ -256,6 +260,15 @@ class _Capture(http.server.BaseHTTPRequestHandler):
     inflight = 0
     peak = 0
     lock = threading.Lock()
+    protocol_version = "HTTP/1.1"  # keep-alive, as AWS
+    close_each = False  # answer with "Connection: close"
+    drop_each = False  # end the connection after the answer without saying so
+    peers: ClassVar[set[tuple[str, int]]] = set()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.seen, cls.peers, cls.close_each, cls.drop_each = [], set(), False, False
+        cls.delay, cls.inflight, cls.peak = 0.0, 0, 0
 
     def do_GET(self) -> None:
         cls = type(self)
@@ -271,12 +284,17 @@ class _Capture(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.peers.add(self.client_address)
         digest = base64.b64encode(hashlib.sha256(self.block).digest()).decode()
         self.send_response(200)
         self.send_header("x-amz-Checksum", digest)
         self.send_header("x-amz-Checksum-Algorithm", "SHA256")
         self.send_header("x-amz-Data-Length", str(len(self.block)))
         self.send_header("Content-Length", str(len(self.block)))
+        if self.close_each:
+            self.send_header("Connection", "close")
+        if self.close_each or self.drop_each:
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(self.block)
 
@@ -286,8 +304,7 @@ class _Capture(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def capture() -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
-    _Capture.seen = []
-    _Capture.delay, _Capture.inflight, _Capture.peak = 0.0, 0, 0
+    _Capture.reset()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -385,6 +402,48 @@ def test_a_proxy_from_the_environment_carries_the_request(
     assert headers["host"] == "ebs.example.invalid"
 
 
+def test_connections_are_kept_alive_and_reopened_when_the_server_closes_them(
+    capture: tuple[str, list[tuple[str, dict[str, str]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, seen = capture
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", endpoint)
+    sess = _sess()
+    reader = BlockReader.from_client(sess, client(sess, "ebs"), 2)
+    for index in range(4):
+        assert fetch_block(reader, "snap-0abc", BlockRef(index, TOKEN)) == _Capture.block
+    assert len(_Capture.peers) == 1  # one connection carried all four
+
+    # A server that ends every connection after its answer: each request opens a new one, and
+    # none of that counts as a failure to retry.
+    _Capture.close_each = True
+    for index in range(3):
+        assert fetch_block(reader, "snap-0abc", BlockRef(index, TOKEN)) == _Capture.block
+    # The first went on the kept connection, which its answer ended; the other two each had one.
+    assert len(_Capture.peers) == 3
+    assert len(seen) == 7
+    assert reader.retries == 0
+    reader.close()
+
+
+def test_a_kept_connection_the_server_dropped_is_replaced_without_a_retry(
+    capture: tuple[str, list[tuple[str, dict[str, str]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Servers close idle keep-alive connections without notice; the next request on one fails
+    # before it reaches the server. That is not the server failing: no backoff, no retry count.
+    endpoint, seen = capture
+    _Capture.drop_each = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", endpoint)
+    sleeps: list[float] = []
+    sess = _sess()
+    reader = BlockReader.from_client(sess, client(sess, "ebs"), 1, sleep=sleeps.append)
+    for index in range(3):
+        assert fetch_block(reader, "snap-0abc", BlockRef(index, TOKEN)) == _Capture.block
+    assert len(seen) == 3
+    assert len(_Capture.peers) == 3
+    assert reader.retries == 0
+    assert sleeps == []
+
+
 # -- TLS: the CA bundle the AWS settings name is the one trusted --------------------------------
 
 
@@ -422,7 +481,7 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tls_capture(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    _Capture.seen = []
+    _Capture.reset()
     cert, key = _self_signed(tmp_path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -457,3 +516,88 @@ def test_tls_trusts_the_configured_ca_bundle_and_nothing_else(
         fetch_block(untrusting, "snap-0abc", BlockRef(3, TOKEN))
     assert "AWS_CA_BUNDLE" in (caught.value.hint or "")
     assert sleeps == []
+
+
+# -- HTTPS through a proxy: a CONNECT tunnel ----------------------------------------------------
+
+
+class _Tunnel(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that only tunnels (CONNECT), as corporate proxies in front of AWS do."""
+
+    connects: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_CONNECT(self) -> None:
+        self.connects.append((self.path, self.headers.get("Proxy-Authorization")))
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join(10)
+        upstream.close()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def tunnel() -> Iterator[str]:
+    _Tunnel.connects = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Tunnel)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_https_through_a_proxy_tunnels_with_the_proxy_credentials(
+    tls_capture: tuple[str, Path], tunnel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, cert = tls_capture
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", endpoint)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user:pa%20ss@{tunnel}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    sess = _sess()
+    reader = BlockReader.from_client(sess, client(sess, "ebs"), 2)
+    for index in range(2):
+        assert fetch_block(reader, "snap-0abc", BlockRef(index, TOKEN)) == _Capture.block
+    # One tunnel to the endpoint, kept for both requests; TLS inside it checked the endpoint's
+    # certificate (the proxy sees only ciphertext), and the proxy got its credentials.
+    assert [path for path, _ in _Tunnel.connects] == [endpoint.removeprefix("https://")]
+    auth = _Tunnel.connects[0][1]
+    assert auth == "Basic " + base64.b64encode(b"user:pa ss").decode()
+    assert "proxy-authorization" not in _Capture.seen[0][1]
+    assert len(_Capture.seen) == 2
+
+
+def test_an_https_proxy_falls_back_to_the_boto3_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TLS to the proxy and TLS inside it is beyond http.client: the export reads through the
+    # boto3 client (urllib3) instead of failing.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", "https://ebs.example.invalid")
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example.invalid:3129")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    sess = _sess()
+    ebs = client(sess, "ebs")
+    with pytest.raises(LeanPathUnavailable):
+        BlockReader.from_client(sess, ebs, 2)
+    assert block_reader(sess, ebs, 2) is ebs
