@@ -9,6 +9,7 @@ request rate after throttling — the "back off and lower concurrency" that the 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import boto3
@@ -40,6 +41,9 @@ THROTTLING_CODES = frozenset(
         "TooManyRequestsException",
     }
 )
+
+#: urllib3 prefixes its connection errors with the connection object's repr: noise in a message.
+_OBJECT_REPR = re.compile(r"^<[^>]*>:\s*")
 
 
 def session(region: str | None = None) -> boto3.session.Session:
@@ -83,7 +87,15 @@ def translate(exc: Exception, operation: str, subject: str) -> ImagekitError:
             hint="check the endpoint URL and the CA bundle (AWS_CA_BUNDLE)",
         )
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
-        return ExportError(f"cannot reach AWS for {operation}: {exc}", transient=True)
+        # botocore's message names only the URL; the cause says whether the endpoint refused,
+        # timed out, or a proxy turned the request away (a 407 from CONNECT, say).
+        cause = _OBJECT_REPR.sub("", str(exc.kwargs.get("error") or "")).strip()
+        return ExportError(
+            f"cannot reach AWS for {operation}: {exc}" + (f" ({cause})" if cause else ""),
+            hint="check the network path to the endpoint, and HTTPS_PROXY / NO_PROXY if a proxy "
+            "is in the way",
+            transient=True,
+        )
     if not isinstance(exc, botocore.exceptions.ClientError):
         return ExportError(f"{operation} on {subject} failed: {exc}", transient=True)
     code = error_code(exc)

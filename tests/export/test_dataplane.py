@@ -525,9 +525,15 @@ class _Tunnel(http.server.BaseHTTPRequestHandler):
     """A forward proxy that only tunnels (CONNECT), as corporate proxies in front of AWS do."""
 
     connects: ClassVar[list[tuple[str, str | None]]] = []
+    refuse = False  # answer every CONNECT with 407
 
     def do_CONNECT(self) -> None:
         self.connects.append((self.path, self.headers.get("Proxy-Authorization")))
+        if self.refuse:
+            self.send_response(407, "Proxy Authentication Required")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         host, port = self.path.rsplit(":", 1)
         upstream = socket.create_connection((host, int(port)), timeout=10)
         self.send_response(200, "Connection established")
@@ -553,7 +559,7 @@ class _Tunnel(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def tunnel() -> Iterator[str]:
-    _Tunnel.connects = []
+    _Tunnel.connects, _Tunnel.refuse = [], False
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Tunnel)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -585,6 +591,27 @@ def test_https_through_a_proxy_tunnels_with_the_proxy_credentials(
     assert auth == "Basic " + base64.b64encode(b"user:pa ss").decode()
     assert "proxy-authorization" not in _Capture.seen[0][1]
     assert len(_Capture.seen) == 2
+
+
+def test_a_proxy_that_refuses_the_tunnel_is_named_in_the_error(
+    tunnel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _Tunnel.refuse = True
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", "https://ebs.example.invalid")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{tunnel}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    sleeps: list[float] = []
+    sess = _sess()
+    reader = BlockReader.from_client(sess, client(sess, "ebs"), 2, sleep=sleeps.append)
+    with pytest.raises(ExportError, match="cannot reach AWS") as caught:
+        fetch_block(reader, "snap-0abc", BlockRef(0, TOKEN))
+    # One line that says what turned the request away, not only the endpoint's URL.
+    assert "407 Proxy Authentication Required" in caught.value.message
+    assert "HTTPS_PROXY" in (caught.value.hint or "")
+    assert len(_Tunnel.connects) == MAX_ATTEMPTS
 
 
 def test_an_https_proxy_falls_back_to_the_boto3_client(monkeypatch: pytest.MonkeyPatch) -> None:
