@@ -11,6 +11,8 @@ import importlib
 import json
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import click
 import pytest
@@ -88,3 +90,28 @@ def test_help_lists_every_command_in_pipeline_order(capsys: pytest.CaptureFixtur
     assert listed == list(COMMANDS)
     assert listed.index("export") < listed.index("store") < listed.index("convert")
     assert listed.index("convert") < listed.index("boot") < listed.index("run-export")
+
+
+def test_preload_imports_in_the_background_and_leaves_failures_to_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagekit.cli.common import preload
+
+    (tmp_path / "ik_preload_ok.py").write_text("VALUE = 1\n")
+    (tmp_path / "ik_preload_bad.py").write_text("raise RuntimeError('broken module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("ik_preload_ok", "ik_preload_bad"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    preload("ik_preload_ok").join(10)
+    assert sys.modules["ik_preload_ok"].VALUE == 1
+
+    escaped: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    failed = preload("ik_preload_bad")
+    failed.join(10)
+    assert not failed.is_alive()
+    assert escaped == []  # no traceback printed from the thread: the caller reports it
+    assert "ik_preload_bad" not in sys.modules
+    with pytest.raises(RuntimeError, match="broken module"):
+        importlib.import_module("ik_preload_bad")

@@ -7,6 +7,8 @@ that never opens one does not pay for the crypto and backend libraries.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +30,24 @@ def identity_option(f: F) -> F:
         envvar="IMAGEKIT_IDENTITY",
         help="Identity file (else the repository passphrase is used). Env: IMAGEKIT_IDENTITY.",
     )(f)
+
+
+def preload(module: str) -> threading.Thread:
+    """Start importing ``module`` on a background thread; the caller imports it again later.
+
+    For work that runs while the store opens: its key derivation (scrypt, ~0.1 s) releases the
+    GIL, so a heavy import (boto3 and its API models for an export) loads in that time instead
+    of after it. An import that fails here fails again, with its usual error, where the caller
+    imports the module; the later import waits for this one to finish if it is still running.
+    """
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"preload {module}", daemon=True)
+    thread.start()
+    return thread
 
 
 def open_backend(url: str) -> Backend:

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from imagekit.cli.app import cli
-from imagekit.cli.common import identity_option, open_repository
+from imagekit.cli.common import identity_option, open_repository, preload
 from imagekit.cli.output import emit, json_option, note, progress_bar
+from imagekit.export.ami import Selection, parse_filter
 from imagekit.export.iam import export_policy
 from imagekit.state import state_dir
 
@@ -65,9 +66,6 @@ def export_command(
     AWS access uses boto3's standard chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
     AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_EBS, instance roles). See `imagekit iam-policy`.
     """
-    # boto3 comes with the export job; iam-policy, in the same module, needs none of it.
-    from imagekit.export.job import Selection, export, parse_filter
-
     grouped: dict[str, list[str]] = {}
     for text in filters:
         key, value = parse_filter(text)
@@ -78,7 +76,12 @@ def export_command(
         name_patterns=names,
         latest_per_name=latest_per_name,
     )
+    # boto3 comes with the export job (iam-policy, in this module, needs none of it): loaded
+    # while the store's key is derived, not after.
+    preload("imagekit.export.job")
     with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
+        from imagekit.export.job import export
+
         results = export(
             repo,
             selection,

@@ -164,3 +164,24 @@ def select_latest_per_name(images: Sequence[Mapping[str, Any]]) -> list[Mapping[
         ):
             newest[name] = image
     return [newest[name] for name in sorted(newest)]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which AMIs to export: explicit ids and/or a filter query."""
+
+    image_ids: tuple[str, ...] = ()
+    filters: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    name_patterns: tuple[str, ...] = ()
+    latest_per_name: bool = False
+
+    def is_empty(self) -> bool:
+        return not (self.image_ids or self.filters or self.name_patterns)
+
+
+def parse_filter(text: str) -> tuple[str, str]:
+    """``tag:dr=true`` → (``tag:dr``, ``true``): the EC2 DescribeImages filter syntax."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise InputError(f"filter {text!r} is not NAME=VALUE", hint="e.g. --filter tag:dr=true")
+    return key, value

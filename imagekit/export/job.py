@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,14 @@ from typing import Any
 import botocore.exceptions
 
 from imagekit.errors import ExportError, InputError
-from imagekit.export.ami import AmiSpec, VolumeSpec, parse_image, select_latest_per_name
+from imagekit.export.ami import (
+    AmiSpec,
+    Selection,
+    VolumeSpec,
+    parse_filter,
+    parse_image,
+    select_latest_per_name,
+)
 from imagekit.export.aws import client, region_of, session, translate
 from imagekit.export.blocks import BlockRef, NotRelated, list_changed_blocks, list_snapshot_blocks
 from imagekit.export.dataplane import BlockReader, LeanPathUnavailable
@@ -40,19 +47,6 @@ AMI_METADATA = "ami"
 
 #: How many earlier snapshots of a device are offered to ListChangedBlocks before a full read.
 LINEAGE_CANDIDATES = 3
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which AMIs to export: explicit ids and/or a filter query."""
-
-    image_ids: tuple[str, ...] = ()
-    filters: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    name_patterns: tuple[str, ...] = ()
-    latest_per_name: bool = False
-
-    def is_empty(self) -> bool:
-        return not (self.image_ids or self.filters or self.name_patterns)
 
 
 @dataclass(frozen=True)
@@ -75,14 +69,6 @@ class ExportResult:
             "seconds": round(self.seconds, 3),
             "licence_warning": self.ami.licence_warning,
         }
-
-
-def parse_filter(text: str) -> tuple[str, str]:
-    """``tag:dr=true`` → (``tag:dr``, ``true``): the EC2 DescribeImages filter syntax."""
-    key, sep, value = text.partition("=")
-    if not sep or not key or not value:
-        raise InputError(f"filter {text!r} is not NAME=VALUE", hint="e.g. --filter tag:dr=true")
-    return key, value
 
 
 def resolve_amis(ec2: Any, region: str, selection: Selection) -> list[AmiSpec]:
@@ -351,4 +337,12 @@ def export(
     return results
 
 
-__all__ = ["ExportError", "ExportResult", "Selection", "export", "export_ami", "resolve_amis"]
+__all__ = [
+    "ExportError",
+    "ExportResult",
+    "Selection",
+    "export",
+    "export_ami",
+    "parse_filter",
+    "resolve_amis",
+]
