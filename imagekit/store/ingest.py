@@ -240,9 +240,9 @@ class _Session:
     # Runs on an uploader thread: sealing the header and joining the blobs (a 32 MiB copy)
     # happen here, not on the thread that keeps the workers fed.
     def _upload(self, builder: PackBuilder) -> tuple[PackRecord, int]:
-        data, header = builder.finish()
-        pack_id = self.repo.write_pack(data)
-        return PackRecord(pack_id, header.sealed_data_key, header.entries), len(data)
+        parts, header = builder.seal()
+        pack_id, size = self.repo.write_pack(parts)
+        return PackRecord(pack_id, header.sealed_data_key, header.entries), size
 
     def finish(self) -> None:
         """Upload the last pack, then the index for this session's packs."""

@@ -80,10 +80,12 @@ def decode_pack_header(payload: bytes) -> PackHeader:
 
 
 class PackBuilder:
-    """Collects blobs for one pack; ``finish`` joins them and the header into the pack bytes.
+    """Collects blobs for one pack; ``seal`` hands out the pack's parts, joined once by the caller.
 
     The blobs are kept as they are and joined once: one copy of each blob into the pack, where
-    appending to a growing buffer and then freezing it as ``bytes`` would be two.
+    appending to a growing buffer and then freezing it as ``bytes`` would be two. The caller
+    joins them where the write wants them (``Repository.write_pack``: an aligned buffer for a
+    directory store).
     """
 
     def __init__(self, meta: MetaCipher, sealed_data_key: bytes):
@@ -106,16 +108,31 @@ class PackBuilder:
         self._blobs.append(blob)
         self._size += len(blob)
 
-    def finish(self) -> tuple[bytes, PackHeader]:
-        """The complete pack bytes and its header; the builder is then empty again."""
+    def seal(self) -> tuple[list[bytes | bytearray], PackHeader]:
+        """The pack's parts in order (blobs, sealed header, its length) and its header; the
+        builder is then empty again."""
         header = PackHeader(self._sealed, tuple(self._entries))
         sealed_header = self._meta.encrypt(KIND_PACK_HEADER, encode_pack_header(header))
-        self._blobs += (sealed_header, _U32.pack(len(sealed_header)))
-        data = b"".join(self._blobs)
+        parts = [*self._blobs, sealed_header, _U32.pack(len(sealed_header))]
         self._blobs = []
         self._size = 0
         self._entries = []
-        return data, header
+        return parts, header
+
+    def finish(self) -> tuple[bytes, PackHeader]:
+        """The complete pack bytes and its header; the builder is then empty again."""
+        parts, header = self.seal()
+        return b"".join(parts), header
+
+
+def join_into(parts: Sequence[bytes | bytearray], view: memoryview) -> None:
+    """Copy ``parts`` end to end into ``view``, which must be exactly their total length."""
+    pos = 0
+    for part in parts:
+        view[pos : pos + len(part)] = part
+        pos += len(part)
+    if pos != len(view):
+        raise ValueError(f"pack parts hold {pos} bytes, the buffer {len(view)}")
 
 
 def header_length(tail: bytes) -> int:

@@ -44,7 +44,8 @@ from imagekit.store.keys import (
 )
 from imagekit.store.locks import RepositoryLock
 from imagekit.store.manifest import ImageManifest, StoredImage, decode_manifest, encode_manifest
-from imagekit.store.pack import header_length, object_id, pack_name, read_pack_header
+from imagekit.store.memory import PageBuffers
+from imagekit.store.pack import header_length, join_into, object_id, pack_name, read_pack_header
 
 #: Parallel small reads (index objects, manifests, pack headers): latency-bound, not CPU-bound.
 METADATA_READERS = 8
@@ -93,6 +94,7 @@ class Repository:
         self.chunk_id_key = chunk_id_key
         self.meta = MetaCipher(metadata_key)
         self._codecs: dict[bytes, BlobCodec] = {}
+        self._buffers = PageBuffers()
 
     # -- creation and opening -------------------------------------------------------------
 
@@ -181,10 +183,23 @@ class Repository:
         self.backend.write(f"{prefix}{oid}", data)
         return oid, len(data)
 
-    def write_pack(self, data: bytes) -> str:
-        pid = object_id(data)
-        self.backend.write(pack_name(pid), data)
-        return pid
+    def write_pack(self, parts: Sequence[bytes | bytearray]) -> tuple[str, int]:
+        """Join ``parts`` into one pack object and write it; its id and size.
+
+        A backend that writes straight from page-aligned memory (a directory, with ``O_DIRECT``)
+        gets the pack joined into a reused aligned buffer; every other one gets ``bytes``.
+        """
+        size = sum(len(p) for p in parts)
+        if not self.backend.aligned_writes:
+            data = b"".join(parts)
+            pid = object_id(data)
+            self.backend.write(pack_name(pid), data)
+            return pid, size
+        with self._buffers.take(size) as view:
+            join_into(parts, view)
+            pid = object_id(view)
+            self.backend.write_from(pack_name(pid), view)
+        return pid, size
 
     def pack_ids(self) -> set[str]:
         return {info.name.rsplit("/", 1)[-1] for info in self.backend.list(DATA_PREFIX)}

@@ -43,8 +43,16 @@ class Backend(abc.ABC):
     #: Where the repository is, without credentials, for messages and logs.
     url: str
 
+    #: ``write_from`` takes a view of page-aligned memory and writes it without a copy of its
+    #: own (a directory: ``O_DIRECT``), so packs are worth building in aligned buffers.
+    aligned_writes: bool = False
+
     @abc.abstractmethod
     def write(self, name: str, data: bytes) -> None: ...
+
+    def write_from(self, name: str, view: memoryview) -> None:
+        """``write`` from memory the caller reuses once this returns (see ``aligned_writes``)."""
+        self.write(name, bytes(view))
 
     @abc.abstractmethod
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...

@@ -23,12 +23,17 @@ class LimitBackend(Backend):
             raise ValueError("connections must be at least 1")
         self.inner = inner
         self.url = inner.url
+        self.aligned_writes = inner.aligned_writes
         self.connections = connections
         self._slots = threading.BoundedSemaphore(connections)
 
     def write(self, name: str, data: bytes) -> None:
         with self._slots:
             self.inner.write(name, data)
+
+    def write_from(self, name: str, view: memoryview) -> None:
+        with self._slots:
+            self.inner.write_from(name, view)
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         with self._slots:

@@ -9,12 +9,19 @@ Writes go to a temporary file beside the object, are fsynced, renamed over the n
 directory is fsynced: after ``write`` returns the object survives a crash, and a failure leaves at
 worst a hidden ``.NAME.*.tmp`` file that ``list`` does not show and ``prune`` removes once it
 is an hour old.
+
+Packs arrive in page-aligned buffers (``Repository.write_pack``) and go to the disk with
+``O_DIRECT``, past the page cache: a pack is read back only by a restore, days later, and the
+kernel's copy into cached pages, then dropping them again, cost ~0.3 CPU-seconds per GiB written
+(measured in an export). The last partial 4 KiB block, and everything on a filesystem that
+refuses ``O_DIRECT`` (tmpfs before Linux 6.6, some FUSE mounts), is written through the cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
 import time
@@ -25,15 +32,59 @@ from imagekit.errors import ObjectNotFound, StoreError
 from imagekit.fsutil import drop_cached_pages
 from imagekit.store.backends.base import Backend, ObjectInfo
 from imagekit.store.backends.names import check_name
+from imagekit.store.memory import page_aligned
 
 _TEMP_SUFFIX = ".tmp"
+
+#: ``O_DIRECT`` moves whole blocks at block-aligned offsets: 4 KiB suits disks of 512-byte and
+#: of 4 KiB sectors; a filesystem that wants more answers EINVAL and gets a cached write.
+DIRECT_BLOCK = 4096
+#: Smaller objects (keys, indexes, manifests) are not worth switching the mode for.
+DIRECT_MIN = 1 << 20
 
 #: Out of space or quota: the user must act; everything else local is treated as permanent too
 #: (a disk does not heal between retries).
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def _write_all(fd: int, data: memoryview) -> None:
+    done = 0
+    while done < len(data):
+        done += os.write(fd, data[done:])
+
+
+def _write_direct(fd: int, data: memoryview) -> int:
+    """Write the whole blocks at the start of ``data`` past the page cache; how many bytes.
+
+    0 when the memory is not page-aligned or the filesystem refuses ``O_DIRECT``; after an
+    EINVAL mid-way, what was written (the caller writes the rest through the cache).
+    """
+    cut = len(data) - len(data) % DIRECT_BLOCK
+    if cut < DIRECT_MIN or not page_aligned(data):
+        return 0
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return 0
+    done = 0
+    try:
+        while done < cut:
+            done += os.write(fd, data[done:cut])
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        # EINVAL writes nothing, so the file ends at ``done``, where the cached write resumes.
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    return done
+
+
 class LocalBackend(Backend):
+    aligned_writes = True
+
     def __init__(self, root: Path, url: str | None = None):
         self.root = root
         self.url = url or str(root)
@@ -49,6 +100,9 @@ class LocalBackend(Backend):
         return StoreError(f"{where}: {exc.strerror or type(exc).__name__}", hint=hint)
 
     def write(self, name: str, data: bytes) -> None:
+        self.write_from(name, memoryview(data))
+
+    def write_from(self, name: str, view: memoryview) -> None:
         path = self._path(name)
         tmp: str | None = None
         try:
@@ -56,11 +110,12 @@ class LocalBackend(Backend):
             fd, tmp = tempfile.mkstemp(
                 prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
             )
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-                drop_cached_pages(handle.fileno())
+            try:
+                _write_all(fd, view[_write_direct(fd, view) :])
+                os.fsync(fd)
+                drop_cached_pages(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
             tmp = None
             _fsync_dir(path.parent)

@@ -55,6 +55,7 @@ class RetryBackend(Backend):
     ):
         self.inner = inner
         self.url = inner.url
+        self.aligned_writes = inner.aligned_writes
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -80,6 +81,9 @@ class RetryBackend(Backend):
 
     def write(self, name: str, data: bytes) -> None:
         self._call(f"write {name}", lambda: self.inner.write(name, data))
+
+    def write_from(self, name: str, view: memoryview) -> None:
+        self._call(f"write {name}", lambda: self.inner.write_from(name, view))
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call(f"read {name}", lambda: self.inner.read(name, offset, length))
