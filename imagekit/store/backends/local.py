@@ -36,6 +36,9 @@ from imagekit.store.memory import page_aligned
 
 _TEMP_SUFFIX = ".tmp"
 
+#: Linux's (and FreeBSD's) flag; 0 where the platform has none, and every write is cached.
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
 #: ``O_DIRECT`` moves whole blocks at block-aligned offsets: 4 KiB suits disks of 512-byte and
 #: of 4 KiB sectors; a filesystem that wants more answers EINVAL and gets a cached write.
 DIRECT_BLOCK = 4096
@@ -60,11 +63,11 @@ def _write_direct(fd: int, data: memoryview) -> int:
     EINVAL mid-way, what was written (the caller writes the rest through the cache).
     """
     cut = len(data) - len(data) % DIRECT_BLOCK
-    if cut < DIRECT_MIN or not page_aligned(data):
+    if not _O_DIRECT or cut < DIRECT_MIN or not page_aligned(data):
         return 0
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
