@@ -47,8 +47,8 @@ CONCURRENCY = (1, 8, 32)
 LATENCY = 0.05
 #: Runs of each client per row, back to back in alternating order so that both see the same drift
 #: in the machine's load and the same share of first places; the row reports medians. One run of
-#: each moved the ratio by ±0.1 here, and with three a single outlier pair (0.77 among 0.90 and
-#: 0.98) still decided a row's median; five make the median of a row steadier.
+#: each moved the ratio by ±0.1 here; with three, one outlying pair (0.77 beside 0.90 and 0.98)
+#: left a CPU-bound row's median resting on one of the other two. Five steady the median.
 REPEATS = 5
 #: The goal, as a ratio of imagekit's rate to the bare loop's.
 GOAL = 0.9
