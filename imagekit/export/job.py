@@ -219,50 +219,54 @@ def export_ami(
     count_blocks = progress is not None and progress.visible
     started = time.monotonic()
     name = image_name or ami.name
-    images = repo.list_images()
-    index = repo.load_index()
+    # One shared lock from the plan to the manifest: a prune cannot delete, in between, the packs
+    # the plan counts on (the previous image's chunks, the journal's), and ingest takes the index
+    # loaded here instead of loading it (and listing every pack) a second time.
     with repo.lock(exclusive=False):
+        images = repo.list_images()
+        index = repo.load_index()
         # Packs a crashed run uploaded but never indexed hold chunks the journal can vouch for.
         repo.index_unindexed_packs(index)
-    sources, journals, stats, parents = [], [], [], []
-    for vol in ami.volumes:
-        plan = plan_volume(ebs, images, name, vol)
-        journal = Journal(journal_path(state_dir, repo.url, vol.snapshot_id), repo.chunk_id_key)
-        done = {i: c for i, c in journal.load().items() if c is None or c in index}
-        refs = plan.refs
-        if done:
-            plan.stats.blocks_resumed = len(done)
-            refs = (r for r in plan.refs if r.index not in done)
-        total = None
-        if count_blocks:
-            total = sum(1 for r in plan.relist() if r.index not in done)
-        base = overlay(volume_name(vol.device_name), vol.size_bytes, plan.base, done)
-        sources.append(
-            EbsVolumeSource(
-                ebs=ebs if blocks is None else blocks,
-                name=volume_name(vol.device_name),
-                virtual_size=vol.size_bytes,
-                refs=refs,
-                stats=plan.stats,
-                base=base,
-                journal=journal,
-                concurrency=concurrency,
-                progress=progress or NullProgress(),
-                total_blocks=total,
+        sources, journals, stats, parents = [], [], [], []
+        for vol in ami.volumes:
+            plan = plan_volume(ebs, images, name, vol)
+            journal = Journal(journal_path(state_dir, repo.url, vol.snapshot_id), repo.chunk_id_key)
+            done = {i: c for i, c in journal.load().items() if c is None or c in index}
+            refs = plan.refs
+            if done:
+                plan.stats.blocks_resumed = len(done)
+                refs = (r for r in plan.refs if r.index not in done)
+            total = None
+            if count_blocks:
+                total = sum(1 for r in plan.relist() if r.index not in done)
+            base = overlay(volume_name(vol.device_name), vol.size_bytes, plan.base, done)
+            sources.append(
+                EbsVolumeSource(
+                    ebs=ebs if blocks is None else blocks,
+                    name=volume_name(vol.device_name),
+                    virtual_size=vol.size_bytes,
+                    refs=refs,
+                    stats=plan.stats,
+                    base=base,
+                    journal=journal,
+                    concurrency=concurrency,
+                    progress=progress or NullProgress(),
+                    total_blocks=total,
+                )
             )
+            journals.append(journal)
+            stats.append(plan.stats)
+            if plan.parent:
+                parents.append(plan.parent)
+        result = ingest(
+            repo,
+            sources,
+            name=name,
+            source=f"aws:{ami.region}:{ami.image_id}",
+            metadata={AMI_METADATA: ami.as_metadata()},
+            parent=parents[0] if parents else None,
+            index=index,
         )
-        journals.append(journal)
-        stats.append(plan.stats)
-        if plan.parent:
-            parents.append(plan.parent)
-    result = ingest(
-        repo,
-        sources,
-        name=name,
-        source=f"aws:{ami.region}:{ami.image_id}",
-        metadata={AMI_METADATA: ami.as_metadata()},
-        parent=parents[0] if parents else None,
-    )
     for journal in journals:
         journal.remove()  # the manifest is written: nothing left to resume
     return ExportResult(

@@ -272,8 +272,13 @@ def ingest(
     workers: int | None = None,
     pack_size: int = PACK_TARGET_SIZE,
     created: datetime | None = None,
+    index: Index | None = None,
 ) -> IngestResult:
-    """Store ``sources`` as one image called ``name``; the manifest is written last."""
+    """Store ``sources`` as one image called ``name``; the manifest is written last.
+
+    ``index``: the repository's index with its unindexed packs added, from a caller that has
+    held a shared lock since it loaded it (an export plans against it); else loaded here.
+    """
     if not sources:
         raise InputError("nothing to ingest: no volumes")
     if not name or "/" in name:
@@ -284,8 +289,10 @@ def ingest(
     bar = progress or NullProgress()
     reuse_freed_buffers()
     with repo.lock(exclusive=False):
-        index = repo.load_index()
-        recovered = repo.index_unindexed_packs(index)
+        recovered = []
+        if index is None:
+            index = repo.load_index()
+            recovered = repo.index_unindexed_packs(index)
         session = _Session(repo, index, pack_size, _pool_size(sources, workers))
         try:
             volumes = tuple(session.volume(s, bar) for s in sources)

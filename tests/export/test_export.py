@@ -152,6 +152,45 @@ def test_incremental_reads_only_changed_blocks(
     assert_volume(files["xvda"], bytes(expected), GIB)
 
 
+def test_an_export_reads_the_index_and_lists_the_packs_once(
+    aws_env: MotoAWS, store: tuple[str, Repository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cloud store each index object is a GET and the pack listing pages through data/:
+    planning and ingest share one load, under one shared lock."""
+    _, repo = store
+    day1 = seed(aws_env, "once", [("/dev/xvda", disk_bytes(5, 6))])
+    run_export(repo, day1.image_id, image_name="once")
+    day2 = seed_next_ami(
+        aws_env.client("ebs"),
+        aws_env.client("ec2"),
+        day1,
+        "once-2",
+        {"/dev/xvda": {1: b"x" * BLOCK}},
+    )
+    listed: list[str] = []
+    index_reads: list[str] = []
+    real_list, real_read = repo.backend.list, repo.backend.read
+
+    def counting_list(prefix: str = "") -> Any:
+        listed.append(prefix)
+        return real_list(prefix)
+
+    def counting_read(name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if name.startswith("index/"):
+            index_reads.append(name)
+        return real_read(name, offset, length)
+
+    monkeypatch.setattr(repo.backend, "list", counting_list)
+    monkeypatch.setattr(repo.backend, "read", counting_read)
+
+    (result,) = run_export(repo, day2.image_id, image_name="once")
+
+    assert [v.mode for v in result.volumes] == ["incremental"]
+    assert listed.count("data/") == 1
+    assert listed.count("index/") == 1
+    assert len(index_reads) == 1  # day 1's one index object, read once
+
+
 class RecordingProgress:
     """Every bar started (description, total) and the bytes advanced on it."""
 
