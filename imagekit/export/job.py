@@ -36,6 +36,7 @@ from imagekit.export.blocks import BlockRef, NotRelated, list_changed_blocks, li
 from imagekit.export.dataplane import BlockReader, LeanPathUnavailable
 from imagekit.export.source import EbsVolumeSource, Journal, VolumeStats, overlay
 from imagekit.progress import NullProgress, Progress
+from imagekit.store.index import Index
 from imagekit.store.ingest import ingest
 from imagekit.store.manifest import StoredImage, VolumeManifest
 from imagekit.store.repository import Repository
@@ -198,6 +199,39 @@ def journal_path(state_dir: Path, store_url: str, snapshot_id: str) -> Path:
     return state_dir / "exports" / store_key / f"{snapshot_id}.journal"
 
 
+def _volume_source(
+    vol: VolumeSpec,
+    plan: _Plan,
+    journal: Journal,
+    index: Index,
+    *,
+    reader: Any,
+    concurrency: int,
+    progress: Progress | None,
+) -> EbsVolumeSource:
+    """The volume's blocks to read: the plan's, less those an interrupted run already stored."""
+    done = {i: c for i, c in journal.load().items() if c is None or c in index}
+    refs = plan.refs
+    if done:
+        plan.stats.blocks_resumed = len(done)
+        refs = (r for r in plan.refs if r.index not in done)
+    total = None
+    if progress is not None and progress.visible:
+        total = sum(1 for r in plan.relist() if r.index not in done)
+    return EbsVolumeSource(
+        ebs=reader,
+        name=volume_name(vol.device_name),
+        virtual_size=vol.size_bytes,
+        refs=refs,
+        stats=plan.stats,
+        base=overlay(volume_name(vol.device_name), vol.size_bytes, plan.base, done),
+        journal=journal,
+        concurrency=concurrency,
+        progress=progress or NullProgress(),
+        total_blocks=total,
+    )
+
+
 def export_ami(
     repo: Repository,
     ebs: Any,
@@ -216,7 +250,6 @@ def export_ami(
     volume is listed once more before it is read, so that the bar has a total and an ETA: one
     List call per 10,000 blocks, worth it when someone watches.
     """
-    count_blocks = progress is not None and progress.visible
     started = time.monotonic()
     name = image_name or ami.name
     # One shared lock from the plan to the manifest: a prune cannot delete, in between, the packs
@@ -231,27 +264,15 @@ def export_ami(
         for vol in ami.volumes:
             plan = plan_volume(ebs, images, name, vol)
             journal = Journal(journal_path(state_dir, repo.url, vol.snapshot_id), repo.chunk_id_key)
-            done = {i: c for i, c in journal.load().items() if c is None or c in index}
-            refs = plan.refs
-            if done:
-                plan.stats.blocks_resumed = len(done)
-                refs = (r for r in plan.refs if r.index not in done)
-            total = None
-            if count_blocks:
-                total = sum(1 for r in plan.relist() if r.index not in done)
-            base = overlay(volume_name(vol.device_name), vol.size_bytes, plan.base, done)
             sources.append(
-                EbsVolumeSource(
-                    ebs=ebs if blocks is None else blocks,
-                    name=volume_name(vol.device_name),
-                    virtual_size=vol.size_bytes,
-                    refs=refs,
-                    stats=plan.stats,
-                    base=base,
-                    journal=journal,
+                _volume_source(
+                    vol,
+                    plan,
+                    journal,
+                    index,
+                    reader=ebs if blocks is None else blocks,
                     concurrency=concurrency,
-                    progress=progress or NullProgress(),
-                    total_blocks=total,
+                    progress=progress,
                 )
             )
             journals.append(journal)
