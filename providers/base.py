@@ -215,7 +215,9 @@ class Provider(ABC):
     description: ClassVar[str]
     disk_format: ClassVar[str]  # the convert target it boots
     settings_help: ClassVar[tuple[Setting, ...]] = ()
-    default_checks: ClassVar[tuple[str, ...]] = ("tcp:22",)
+    # Every run offers its own SSH key, so the default proves the guest took it: an SSH banner
+    # (tcp:22) answers on a guest that never got its key or user-data.
+    default_checks: ClassVar[tuple[str, ...]] = ("ssh:true",)
     ssh_user: ClassVar[str] = "root"
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):

@@ -110,6 +110,7 @@ def boot(
             for r in results
             if r.flagged
         ]
+        flagged += [f"warning: {w}" for r in results for w in r.warnings]
         run.update(
             status="healthy",
             health=tuple(r.as_dict() for r in results),

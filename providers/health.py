@@ -24,12 +24,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paramiko
 
 from imagekit.errors import HealthError, UsageError
+from imagekit.providers.console import SETTLE_GRACE, Finding, cause, diagnose
 
 POLL = 0.25  # seconds between tries of a failing check: cheap probes, quick reaction
 TRY_TIMEOUT = 2.0  # one HTTP/TCP try; NAT front ends accept before the guest answers
@@ -38,6 +39,9 @@ SSH_TRY_TIMEOUT = 5.0  # one SSH try: key exchange under emulation takes ~0.5 s
 # it means "listening, waits for the client" where a connect proves a listener.
 BANNER_WAIT = 1.0
 TAIL_LINES = 20  # console lines quoted in a failure: enough to see the last boot messages
+# Reading the console is an API call on a cloud (GCE serial output, Azure boot diagnostics):
+# look for a failure's cause there at this pace, not at every try.
+DIAGNOSE_EVERY = 5.0
 # The fragment of a URL is never sent to the server, so "#" is free to carry the status.
 _HTTP = re.compile(r"^(?P<port>\d+)(?P<path>/[^#~]*)?(?:#(?P<status>\d{3}))?(?:~(?P<text>.+))?$")
 
@@ -163,6 +167,7 @@ class CheckResult:
     seconds: float  # from the start of waiting until it passed
     detail: str = ""
     flagged: bool = False  # passed, but on weaker evidence than asked (host key not pinned)
+    warnings: tuple[str, ...] = ()  # what the console showed although the check passed
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -171,6 +176,7 @@ class CheckResult:
             "seconds": round(self.seconds, 3),
             "detail": self.detail,
             "flagged": self.flagged,
+            "warnings": list(self.warnings),
         }
 
 
@@ -308,9 +314,17 @@ def _try_ssh(check: SshCheck, target: HealthTarget, timeout: float) -> tuple[str
             err = stderr.read(400).decode("utf-8", "replace").strip()
             raise _Failed(f"ssh {check.command!r} exited {status}" + (f": {err}" if err else ""))
     except paramiko.BadHostKeyException as exc:
+        # The pinned key is the one the run offered in its user-data: a guest presenting
+        # another never read that user-data (no datasource for this cloud, or none at all).
+        offered = (
+            "; the guest did not install the host key its user-data offered, so it never read"
+            " that user-data"
+            if access.host_key is not None
+            else ""
+        )
         raise _Failed(
             f"{host}:{port} presented host key {fingerprint(exc.key)}, not the pinned "
-            f"{fingerprint(exc.expected_key)}: refusing to trust it",
+            f"{fingerprint(exc.expected_key)}: refusing to trust it{offered}",
             final=True,
         ) from exc
     except paramiko.AuthenticationException as exc:
@@ -357,8 +371,13 @@ def console_tail(target: HealthTarget, lines: int = TAIL_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
-def _failure(target: HealthTarget, check: Check, what: str) -> HealthError:
+def _failure(
+    target: HealthTarget, check: Check, what: str, findings: Sequence[Finding] = ()
+) -> HealthError:
     message = f"node {target.name}: {check} {what}"
+    why = cause(list(findings)) if findings and "cannot pass" not in what else None
+    if why:
+        message += f"\nlikely cause: {why}"
     console = target.console()
     if console is not None:
         kept = [line for line in console.splitlines() if line.strip()]
@@ -367,16 +386,31 @@ def _failure(target: HealthTarget, check: Check, what: str) -> HealthError:
     return HealthError(message)
 
 
+def _console_or_none(target: HealthTarget) -> str | None:
+    """The console for diagnosis only: a console the cloud cannot serve right now (an API
+    error) must not fail a check that may still pass, so any error reads as no console."""
+    try:
+        return target.console()
+    except Exception:
+        return None
+
+
 def wait_for(
     check: Check, target: HealthTarget, deadline: float, *, started: float | None = None
 ) -> CheckResult:
-    """Retry ``check`` until it passes or ``deadline`` (``time.monotonic()``) passes."""
+    """Retry ``check`` until it passes or ``deadline`` (``time.monotonic()``) passes.
+
+    Between tries the console is read for the failure's cause (``console.py``): a fatal one
+    ends the wait at once, a settled one (cloud-init gave up) after ``SETTLE_GRACE`` seconds.
+    """
     started = time.monotonic() if started is None else started
     reason = "not tried"
+    findings: list[Finding] = []
+    next_look, settled_at = 0.0, None
     while True:
         gone = target.gone()
         if gone is not None:
-            raise _failure(target, check, f"cannot pass: {gone}")
+            raise _failure(target, check, f"cannot pass: {gone}", findings)
         remaining = deadline - time.monotonic()
         limit = SSH_TRY_TIMEOUT if isinstance(check, SshCheck) else TRY_TIMEOUT
         try:
@@ -384,12 +418,23 @@ def wait_for(
         except _Failed as exc:
             reason = str(exc)
             if exc.final:
-                raise _failure(target, check, f"failed: {reason}") from None
+                raise _failure(target, check, f"failed: {reason}", findings) from None
         else:
             return CheckResult(target.name, str(check), time.monotonic() - started, detail, flagged)
-        if time.monotonic() + POLL >= deadline:
+        now = time.monotonic()
+        if now >= next_look:
+            next_look = now + DIAGNOSE_EVERY
+            findings = diagnose(_console_or_none(target))
+            fatal = next((f for f in findings if f.fatal), None)
+            if fatal is not None:
+                raise _failure(target, check, f"cannot pass: {fatal}; last try: {reason}")
+            if settled_at is None and any(f.settled for f in findings):
+                settled_at = now
+        if settled_at is not None and now - settled_at >= SETTLE_GRACE:
+            raise _failure(target, check, f"cannot pass: {cause(findings)}; last try: {reason}")
+        if now + POLL >= deadline:
             waited = deadline - started
-            raise _failure(target, check, f"not passing within {waited:.0f} s: {reason}")
+            raise _failure(target, check, f"not passing within {waited:.0f} s: {reason}", findings)
         time.sleep(POLL)
 
 
@@ -398,14 +443,18 @@ def wait_healthy(
 ) -> list[CheckResult]:
     """Every check on every node, in order, all within one ``timeout`` (seconds) from now.
 
-    Nodes boot in parallel, so checking them one after another costs no extra time.
+    Nodes boot in parallel, so checking them one after another costs no extra time. A node
+    whose checks pass while its console shows a finding gets it as a warning on its last result.
     """
     started = time.monotonic()
     deadline = started + timeout
     results = []
     for target in targets:
-        for check in checks:
-            results.append(wait_for(check, target, deadline, started=started))
+        passed = [wait_for(check, target, deadline, started=started) for check in checks]
+        seen = tuple(f"{target.name}: {f}" for f in diagnose(_console_or_none(target)))
+        if passed and seen:
+            passed[-1] = replace(passed[-1], warnings=seen)
+        results += passed
     return results
 
 

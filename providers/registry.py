@@ -21,6 +21,9 @@ PROVIDERS: dict[str, str] = {
     "azure": "imagekit.providers.azure.provider:AzureProvider",
     "openstack": "imagekit.providers.openstack.provider:OpenStackProvider",
     "rackspace": "imagekit.providers.openstack.provider:RackspaceProvider",
+    "gcp-twin": "imagekit.providers.twins.provider:GcpTwinProvider",
+    "azure-twin": "imagekit.providers.twins.provider:AzureTwinProvider",
+    "openstack-twin": "imagekit.providers.twins.provider:OpenStackTwinProvider",
 }
 
 

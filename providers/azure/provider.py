@@ -115,7 +115,6 @@ class AzureProvider(Provider):
             secret=True,
         ),
     )
-    default_checks = ("tcp:22",)
     ssh_user = "azureuser"
     poll_interval = arm.POLL_INTERVAL
 

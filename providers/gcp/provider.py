@@ -69,7 +69,6 @@ class GcpProvider(Provider):
             secret=True,
         ),
     )
-    default_checks = ("tcp:22",)
     ssh_user = "imagekit"
     poll_interval = api.POLL_INTERVAL
 

@@ -159,6 +159,20 @@ class QemuNodeDriver(NodeDriver):
 
     # -- nodes --------------------------------------------------------------------------
 
+    def _new_node_dir(self, name: str, image: NodeImage) -> Path:
+        """The folder of a new node ``name`` booting ``image``, after checking both."""
+        if not _NAME.match(name):
+            raise UsageError(f"invalid node name {name!r}: lower-case letters, digits, dashes")
+        if not image.extra.get("disk"):
+            raise UsageError(f"image {image.id} is not a local image")
+        workdir = self._nodes / name
+        self._nodes.mkdir(parents=True, exist_ok=True)
+        try:
+            workdir.mkdir()
+        except FileExistsError:
+            raise UsageError(f"a node named {name!r} already exists here") from None
+        return workdir
+
     def create_node(
         self,
         name: str,
@@ -171,17 +185,8 @@ class QemuNodeDriver(NodeDriver):
     ) -> Node:
         """Boot ``image`` with a NoCloud seed holding ``ex_user_data`` (or, given only
         ``auth``, a cloud-config installing that key for root); ``name`` is its hostname."""
-        if not _NAME.match(name):
-            raise UsageError(f"invalid node name {name!r}: lower-case letters, digits, dashes")
+        workdir = self._new_node_dir(name, image)
         doc = image.extra
-        if not doc.get("disk"):
-            raise UsageError(f"image {image.id} is not a local image")
-        workdir = self._nodes / name
-        self._nodes.mkdir(parents=True, exist_ok=True)
-        try:
-            workdir.mkdir()
-        except FileExistsError:
-            raise UsageError(f"a local node named {name!r} already exists") from None
         if isinstance(auth, NodeAuthPassword):
             raise UsageError("local nodes take an SSH key, not a password")
         if ex_user_data is None and auth is not None:

@@ -71,6 +71,11 @@ def launch(
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
+def adopt(proc: subprocess.Popen[bytes]) -> None:
+    """Keep a detached child started elsewhere (a twin's supervisor) so it is reaped too."""
+    _CHILDREN[proc.pid] = proc
+
+
 def _reap(pid: int) -> None:
     proc = _CHILDREN.get(pid)
     if proc is not None and proc.poll() is not None:
@@ -121,4 +126,4 @@ def exit_reason(stderr_log: Path) -> str:
     return tail(stderr_log, 3) or "QEMU is no longer running"
 
 
-__all__ = ["Launched", "exit_reason", "is_running", "launch", "stop"]
+__all__ = ["Launched", "adopt", "exit_reason", "is_running", "launch", "stop"]

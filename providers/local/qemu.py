@@ -64,7 +64,7 @@ class VMSpec:
             raise UsageError(f"guest ports repeated: {self.guest_ports}")
 
 
-def _drive_path(path: Path) -> str:
+def drive_path(path: Path) -> str:
     # QEMU's option parser splits on commas; a doubled comma is a literal one.
     return str(path).replace(",", ",,")
 
@@ -81,7 +81,32 @@ def qemu_argv(
     forwards = "".join(
         f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in sorted(ports.items())
     )
-    argv = [
+    argv = machine_argv(spec, accel=accel, serial_log=serial_log, pid_file=pid_file)
+    argv += [
+        "-drive",
+        f"file={drive_path(spec.disk)},if=virtio,format={spec.disk_format},snapshot=on",
+    ]
+    if spec.seed is not None:
+        argv += ["-drive", f"file={drive_path(spec.seed)},if=ide,media=cdrom,format=raw"]
+    # restrict=on: the guest reaches nothing but the forwards; romfile=: no iPXE, the disk boots.
+    argv += [
+        "-netdev",
+        f"user,id=n0,restrict=on{forwards}",
+        "-device",
+        "virtio-net-pci,netdev=n0,romfile=",
+        *ENTROPY,
+    ]
+    return argv
+
+
+# An entropy source, as clouds give: without one an emulated guest's random pool takes about a
+# second to seed, and sshd waits for it.
+ENTROPY = ("-device", "virtio-rng-pci")
+
+
+def machine_argv(spec: VMSpec, *, accel: Accel, serial_log: Path, pid_file: Path) -> list[str]:
+    """QEMU's machine, memory, console and process options: everything but disks and NICs."""
+    return [
         QEMU,
         "-nodefaults",
         "-nographic",
@@ -98,23 +123,7 @@ def qemu_argv(
         "-no-reboot",  # a guest reboot or panic ends the VM instead of looping
         "-pidfile",
         str(pid_file),
-        "-drive",
-        f"file={_drive_path(spec.disk)},if=virtio,format={spec.disk_format},snapshot=on",
     ]
-    if spec.seed is not None:
-        argv += ["-drive", f"file={_drive_path(spec.seed)},if=ide,media=cdrom,format=raw"]
-    # restrict=on: the guest reaches nothing but the forwards; romfile=: no iPXE, the disk boots.
-    argv += [
-        "-netdev",
-        f"user,id=n0,restrict=on{forwards}",
-        "-device",
-        "virtio-net-pci,netdev=n0,romfile=",
-        # An entropy source, as clouds give: without one an emulated guest's random pool takes
-        # about a second to seed, and sshd waits for it.
-        "-device",
-        "virtio-rng-pci",
-    ]
-    return argv
 
 
 def free_port() -> int:
@@ -168,7 +177,7 @@ def probe_boot(accel: Accel) -> bool:
         disk.write_bytes(PROBE_SECTOR)
         argv = [QEMU, "-nodefaults", "-nographic", "-monitor", "none", "-accel", accel]
         argv += ["-m", "16", "-no-reboot", "-serial", f"file:{log}"]
-        argv += ["-drive", f"file={_drive_path(disk)},format=raw,if=ide"]
+        argv += ["-drive", f"file={drive_path(disk)},format=raw,if=ide"]
         expected = _PROBE_TEXT.decode().strip()
         with err.open("wb") as stderr:
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -391,7 +400,9 @@ __all__ = [
     "Accel",
     "VMSpec",
     "detect_accel",
+    "drive_path",
     "free_port",
+    "machine_argv",
     "probe_boot",
     "qemu_argv",
     "tail",

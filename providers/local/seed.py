@@ -79,18 +79,37 @@ def build_seed(
     network_config: str | bytes | None = None,
 ) -> Path:
     """Write a NoCloud seed ISO to ``path`` (via a temporary file renamed into place)."""
-    path = Path(path)
     files = {"meta-data": meta_data(instance_id, hostname), "user-data": _as_bytes(user_data)}
     if network_config is not None:
         files["network-config"] = _as_bytes(network_config)
+    return write_iso(path, VOLUME_LABEL, files)
+
+
+def write_iso(path: Path, label: str, files: Mapping[str, bytes]) -> Path:
+    """An ISO 9660 image labelled ``label`` holding ``files`` (``dir/name`` paths, any depth).
+
+    The ISO 9660 names are generated 8.3 ones (``D1``, ``F1.;1``…) that readers understanding
+    Rock Ridge or Joliet — Linux, so cloud-init — never see: they read the real names.
+    """
+    path = Path(path)
     iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=1, joliet=3, rock_ridge="1.09", vol_ident=VOLUME_LABEL)
-    for name, data in files.items():
+    iso.new(interchange_level=1, joliet=3, rock_ridge="1.09", vol_ident=label)
+    made: dict[str, str] = {"": ""}  # directory path -> its ISO 9660 path
+    for count, (name, data) in enumerate(sorted(files.items()), start=1):
+        *folders, leaf = name.split("/")
+        for depth in range(1, len(folders) + 1):
+            folder = "/".join(folders[:depth])
+            if folder not in made:
+                made[folder] = f"{made['/'.join(folders[: depth - 1])]}/D{len(made)}"
+                iso.add_directory(
+                    made[folder], rr_name=folders[depth - 1], joliet_path=f"/{folder}"
+                )
+        iso_name = _FILES.get(name, f"F{count}.;1")
         iso.add_fp(
             io.BytesIO(data),
             len(data),
-            f"/{_FILES[name]}",
-            rr_name=name,
+            f"{made['/'.join(folders)]}/{iso_name}",
+            rr_name=leaf,
             joliet_path=f"/{name}",
         )
     partial = ""
@@ -100,7 +119,7 @@ def build_seed(
             iso.write_fp(out)
         os.replace(partial, path)
     except OSError as exc:
-        raise ProviderError(f"cannot write seed ISO {path}: {exc}") from exc
+        raise ProviderError(f"cannot write ISO {path}: {exc}") from exc
     finally:
         iso.close()
         if partial and os.path.exists(partial):
@@ -108,4 +127,4 @@ def build_seed(
     return path
 
 
-__all__ = ["VOLUME_LABEL", "build_seed", "meta_data", "ssh_cloud_config"]
+__all__ = ["VOLUME_LABEL", "build_seed", "meta_data", "ssh_cloud_config", "write_iso"]

@@ -80,7 +80,6 @@ class OpenStackProvider(Provider):
         Setting("username", "user name", env="OS_USERNAME", required=False, secret=True),
         Setting("password", "password", env="OS_PASSWORD", required=False, secret=True),
     )
-    default_checks = ("tcp:22",)
     poll_interval = glance.POLL_INTERVAL
     auth_version = AUTH_VERSION
     user_env, secret_env = "OS_USERNAME", "OS_PASSWORD"

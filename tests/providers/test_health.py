@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import socket
 import threading
 import time
@@ -163,7 +164,51 @@ def test_checks_that_cannot_pass_fail_at_once_not_at_the_deadline(tmp_path: Path
 
 
 def test_serial_check_reads_the_console() -> None:
-    lines = iter(["booting", "booting\nIMAGEKIT-READY hostname=a"])
+    # The console grows; between tries it is also read for a failure's cause.
+    lines = itertools.chain(["booting"], itertools.repeat("booting\nIMAGEKIT-READY hostname=a"))
     target = _target(1, console=lambda: next(lines))
     result = wait_for(SerialCheck("IMAGEKIT-READY"), target, time.monotonic() + 5)
     assert result.detail == "IMAGEKIT-READY hostname=a"
+
+
+PANIC = "[ 2.1] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
+FALLBACK = (
+    "[ 97.9] cloud-init[379]: Cloud-init v. 22.4.2 finished. Datasource DataSourceNone.  Up 97 s"
+)
+
+
+def test_a_fatal_console_line_fails_the_check_at_once_naming_it() -> None:
+    started = time.monotonic()
+    with pytest.raises(HealthError, match="cannot pass: the guest kernel panicked"):
+        wait_for(SerialCheck("READY"), _target(1, console=lambda: PANIC), started + 60)
+    assert time.monotonic() - started < 2
+
+
+def test_a_settled_console_fails_after_the_grace_not_the_deadline(monkeypatch) -> None:
+    from imagekit.providers import health
+
+    monkeypatch.setattr(health, "SETTLE_GRACE", 0.5)
+    monkeypatch.setattr(health, "DIAGNOSE_EVERY", 0.1)
+    started = time.monotonic()
+    with pytest.raises(HealthError, match="fell back to none") as failure:
+        wait_for(TcpCheck(1), _target(1, console=lambda: FALLBACK), started + 60)
+    assert time.monotonic() - started < 5
+    assert "DataSourceNone" in str(failure.value)
+
+
+def test_a_timeout_names_the_likely_cause_from_the_console() -> None:
+    gave_up = "DataSourceEc2.py[CRITICAL]: Giving up on md from ['http://169.254.169.254/']"
+    with pytest.raises(HealthError, match="likely cause: the guest could not reach the metadata"):
+        wait_for(TcpCheck(1), _target(1, console=lambda: gave_up), time.monotonic() + 0.5)
+
+
+def test_passing_checks_carry_console_findings_as_warnings(
+    listener: tuple[socket.socket, int],
+) -> None:
+    sock, port = listener
+    _serve(sock, b"SSH-2.0-test\r\n")
+    targets = [_target(port, console=lambda: FALLBACK)]
+    (result,) = wait_healthy(targets, [TcpCheck(22)], timeout=5)
+    assert result.warnings and "fell back to none" in result.warnings[0]
+    clean = [_target(port, console=lambda: "Cloud-init finished. Datasource DataSourceGCE.")]
+    assert wait_healthy(clean, [TcpCheck(22)], timeout=5)[0].warnings == ()

@@ -276,6 +276,8 @@ def test_full_flow_upload_register_boot_health_teardown(
         f"POST {base}/zones/{ZONE}/instances",
         f"GET {base}/zones/{ZONE}/operations/op-node",
         f"GET {base}/zones/{ZONE}/instances/{node}",
+        # Once the checks pass, the console is read for warnings (a fallback datasource…).
+        f"GET {base}/zones/{ZONE}/instances/{node}/serialPort",
         f"DELETE {base}/zones/{ZONE}/instances/{node}",
         f"GET {base}/global/operations/op-del",
         f"DELETE {base}/global/firewalls/{fw}",

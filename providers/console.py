@@ -1,0 +1,115 @@
+"""Why a boot is failing, read from the serial console. Pure: text in, findings out.
+
+A health check alone says only "SSH refused the key"; the console says why — cloud-init found
+no datasource it trusts and fell back to none, the kernel found no root, the guest panicked.
+Each finding is one of three kinds:
+
+- ``fatal``: the guest cannot recover (a panic, no root device): the boot fails at once;
+- ``settled``: cloud-init has finished without the cloud's data (fallback datasource): no key or
+  user-data will come any more, so the checks get ``SETTLE_GRACE`` seconds, not the whole
+  deadline;
+- otherwise a sign worth reporting (no SSH keys installed, metadata not reachable).
+
+A boot whose checks pass but whose console shows a finding reports it as a warning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SETTLE_GRACE = 30.0  # seconds after a settled finding: sshd may still be restarting
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    line: str  # the console line it was read from
+    fatal: bool = False
+    settled: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.message} (console: {self.line!r})"
+
+
+# (code, pattern, message, fatal, settled). Patterns are the guest software's own words:
+# cloud-init 22.4's cc_final_message and sources/__init__.py, Linux's panic and mount messages,
+# initramfs-tools' and dracut's "no root" messages.
+_RULES: tuple[tuple[str, re.Pattern[str], str, bool, bool], ...] = (
+    (
+        "kernel-panic",
+        re.compile(r"Kernel panic - not syncing"),
+        "the guest kernel panicked",
+        True,
+        False,
+    ),
+    (
+        "root-not-found",
+        re.compile(
+            r"VFS: Unable to mount root fs|Gave up waiting for root (file system )?device"
+            r"|ALERT! .* does not exist\.\s+Dropping to a shell|Could not boot\."
+        ),
+        "the guest found no root filesystem (its initramfs lacks the disk driver, or fstab/"
+        "root= names a device this cloud does not have)",
+        True,
+        False,
+    ),
+    (
+        "fallback-datasource",
+        re.compile(r"Used fallback datasource|Datasource DataSourceNone\."),
+        "cloud-init found none of its configured datasources and fell back to none: no SSH key,"
+        " no user-data (the image's datasource_list does not include this cloud)",
+        False,
+        True,
+    ),
+    (
+        "no-datasource",
+        re.compile(r"No instance datasource found"),
+        "cloud-init found none of its configured datasources: no SSH key, no user-data (the "
+        "image's datasource_list does not include this cloud)",
+        False,
+        True,
+    ),
+    (
+        "no-ssh-keys",
+        re.compile(r"no authorized SSH keys fingerprints found for user (\S+)"),
+        "cloud-init installed no SSH key",
+        False,
+        False,
+    ),
+    (
+        "metadata-unreachable",
+        re.compile(r"Giving up on md from|Failed to connect to .*metadata|not resolvable"),
+        "the guest could not reach the metadata service it looks for",
+        False,
+        False,
+    ),
+)
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def diagnose(console: str | None) -> list[Finding]:
+    """Findings on the console, first occurrence of each code, in rule order."""
+    if not console:
+        return []
+    text = _ESCAPES.sub("", console)
+    found = []
+    for code, pattern, message, fatal, settled in _RULES:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        start = text.rfind("\n", 0, match.start()) + 1
+        end = text.find("\n", match.end())
+        line = text[start : end if end >= 0 else len(text)].strip()[:200]
+        found.append(Finding(code, message, line, fatal, settled))
+    return found
+
+
+def cause(findings: list[Finding]) -> str | None:
+    """The finding that best explains a failed boot, as one line; None when there is none."""
+    ranked = sorted(findings, key=lambda f: (not f.fatal, not f.settled))
+    return str(ranked[0]) if ranked else None
+
+
+__all__ = ["SETTLE_GRACE", "Finding", "cause", "diagnose"]

@@ -1,0 +1,255 @@
+"""Build real Debian 12 guests, configured per cloud as Debian's own cloud images are.
+
+``python testbed/debian/build.py --out build/debian [VARIANT...]`` writes ``<variant>.raw``
+(2 GiB sparse, MBR, one ext4 root, GRUB for BIOS) for each variant:
+
+    ec2        cloud-init trusts only the EC2 datasource (Debian's official EC2 image)
+    gce        cloud-init with the GCE datasource (Debian's GCE image)
+    azure      cloud-init with the Azure datasource only (Debian's Azure image)
+    openstack  cloud-init with ConfigDrive and OpenStack (Debian's OpenStack image)
+
+The root filesystem comes from the Debian mirror through ``mmdebstrap`` once (about a minute),
+cached as ``rootfs.tar`` with a stamp of its inputs; each variant is that tree plus the
+variant's cloud-init settings, written by ``mkfs.ext4 -d`` straight into the disk file at the
+partition's offset (no loop device, no mount), and GRUB's boot sector and core image written at
+the disk's start. Needs root (the tree keeps its owners) and the Debian packages in
+``APT_PACKAGES``. Outputs are written under temporary names and renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SUITE = "bookworm"
+MIB = 1024 * 1024
+DISK_SIZE = 2048 * MIB  # ~900 MiB used; a whole number of GiB, as GCE requires of raw disks
+PART_OFFSET = 1 * MIB  # sector 2048; sectors 1..2047 hold GRUB's core image
+SECTOR = 512
+GRUB_DIR = Path("/usr/lib/grub/i386-pc")
+# What core.img must carry to find and read /boot/grub/grub.cfg on an ext4 partition of an MBR
+# disk and boot Linux with the console on the first serial port.
+GRUB_MODULES = (
+    *("biosdisk", "part_msdos", "ext2", "normal", "configfile", "linux", "search"),
+    *("search_fs_uuid", "serial", "terminal", "echo", "test", "gzio", "all_video"),
+)
+# What the guest needs to boot and be reached: the cloud kernel (virtio, nvme, ena, gve and the
+# Hyper-V drivers built in or as modules), cloud-init with the DHCP client it calls, sshd.
+PACKAGES = (
+    "linux-image-cloud-amd64",
+    "cloud-init",
+    "openssh-server",
+    "ifupdown",
+    "isc-dhcp-client",
+    "systemd-sysv",
+    "udev",
+    "initramfs-tools",
+    "netbase",
+    "procps",
+    "iproute2",
+)
+APT_PACKAGES = "mmdebstrap grub-pc-bin e2fsprogs fdisk"
+TOOLS = ("mmdebstrap", "grub-mkimage", "mkfs.ext4", "sfdisk")
+# Debian's cloud images log the console on ttyS0 (and tty0) and keep the classic eth0 names.
+KERNEL_ARGS = "console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 net.ifnames=0 ro"
+
+# The cloud-init datasources each of Debian's per-cloud images enables (the file name is the
+# one debconf writes for `dpkg-reconfigure cloud-init`).
+DATASOURCES = {
+    "ec2": "[ Ec2, None ]",
+    "gce": "[ GCE, None ]",
+    "azure": "[ Azure ]",
+    "openstack": "[ ConfigDrive, OpenStack, None ]",
+}
+VARIANTS = tuple(DATASOURCES)
+
+
+class BuildError(Exception):
+    """A step failed; the message is the one line printed before exiting."""
+
+
+def step(message: str) -> None:
+    print(f"debian: {message}", flush=True)
+
+
+def run(*argv: str | Path, stdin: bytes | None = None) -> str:
+    try:
+        done = subprocess.run([str(a) for a in argv], input=stdin, capture_output=True, check=False)
+    except FileNotFoundError as exc:
+        raise BuildError(f"{argv[0]} not found: apt-get install {APT_PACKAGES}") from exc
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+        raise BuildError(f"{argv[0]} failed: {lines[-1] if lines else done.returncode}")
+    return done.stdout.decode(errors="replace")
+
+
+def check_tools() -> None:
+    if os.geteuid() != 0:
+        raise BuildError("building Debian guests needs root (the root tree keeps its owners)")
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing or not GRUB_DIR.is_dir():
+        what = ", ".join(missing) or str(GRUB_DIR)
+        raise BuildError(f"missing {what}: apt-get install {APT_PACKAGES}")
+
+
+def _stamp(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() + b"\0")
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()
+
+
+# --- the root tree ------------------------------------------------------------------------------
+
+
+def rootfs(out: Path) -> Path:
+    """``out/rootfs.tar`` from the mirror, rebuilt only when the package list changes."""
+    tar, stamp_file = out / "rootfs.tar", out / "rootfs.sha256"
+    stamp = _stamp(SUITE, *PACKAGES)
+    if tar.is_file() and stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
+        return tar
+    step(f"mmdebstrap {SUITE} with {len(PACKAGES)} packages (about a minute)")
+    partial = out / ".rootfs.tar.partial"
+    # Host keys and the machine id are made at first boot, as on every cloud image; apt's lists
+    # are dropped to keep the disk small.
+    hooks = [
+        'rm -f "$1"/etc/ssh/ssh_host_*_key*',
+        ': > "$1"/etc/machine-id',
+        'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
+    ]
+    argv: list[str | Path] = ["mmdebstrap", "--variant=apt", "--format=tar"]
+    argv.append("--include=" + ",".join(PACKAGES))
+    argv += [f"--customize-hook={hook}" for hook in hooks]
+    run(*argv, SUITE, partial)
+    os.replace(partial, tar)
+    stamp_file.write_text(stamp + "\n")
+    return tar
+
+
+def _kernel_files(tree: Path) -> tuple[str, str]:
+    kernels = sorted(p.name for p in (tree / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise BuildError("the root tree has no kernel in /boot")
+    version = kernels[-1].removeprefix("vmlinuz-")
+    if not (tree / "boot" / f"initrd.img-{version}").is_file():
+        raise BuildError(f"the root tree has no initramfs for {version}")
+    return f"/boot/vmlinuz-{version}", f"/boot/initrd.img-{version}"
+
+
+def configure(tree: Path, variant: str, root_uuid: str) -> None:
+    """What Debian's image builder writes besides the packages, for ``variant``."""
+    kernel, initrd = _kernel_files(tree)
+    (tree / "etc/fstab").write_text(f"UUID={root_uuid} / ext4 defaults,discard 0 1\n")
+    (tree / "etc/hostname").write_text("localhost\n")
+    (tree / "etc/network/interfaces").write_text(
+        "# cloud-init writes the interfaces it configures into interfaces.d\n"
+        "auto lo\niface lo inet loopback\n\nsource-directory /etc/network/interfaces.d\n"
+    )
+    cfg = tree / "etc/cloud/cloud.cfg.d"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "90_dpkg.cfg").write_text(
+        f"# to update this file, run dpkg-reconfigure cloud-init\n"
+        f"datasource_list: {DATASOURCES[variant]}\n"
+    )
+    (tree / "etc/imagekit-variant").write_text(variant + "\n")
+    grub = tree / "boot/grub"
+    (grub / "i386-pc").mkdir(parents=True, exist_ok=True)
+    for module in GRUB_DIR.glob("*.mod"):
+        shutil.copy2(module, grub / "i386-pc" / module.name)
+    (grub / "grub.cfg").write_text(
+        "serial --unit=0 --speed=115200\nterminal_input serial console\n"
+        "terminal_output serial console\nset timeout=0\n"
+        f"search --no-floppy --fs-uuid --set=root {root_uuid}\n"
+        "menuentry 'Debian GNU/Linux' {\n"
+        f"  linux {kernel} root=UUID={root_uuid} {KERNEL_ARGS}\n"
+        f"  initrd {initrd}\n}}\n"
+    )
+
+
+# --- the disk -----------------------------------------------------------------------------------
+
+
+def make_disk(path: Path, tree: Path, root_uuid: str, work: Path) -> None:
+    with path.open("wb") as disk:
+        disk.truncate(DISK_SIZE)
+    layout = f"label: dos\nstart={PART_OFFSET // SECTOR}, type=83, bootable\n"
+    run("sfdisk", "--quiet", path, stdin=layout.encode())
+    blocks = (DISK_SIZE - PART_OFFSET) // 4096
+    run(
+        "mkfs.ext4", "-q", "-F", "-L", "root", "-U", root_uuid, "-b", "4096",
+        "-E", f"offset={PART_OFFSET}", "-d", tree, path, str(blocks),
+    )  # fmt: skip
+    core = work / "core.img"
+    run(
+        "grub-mkimage", "-O", "i386-pc", "-o", core, "-p", "(hd0,msdos1)/boot/grub",
+        *GRUB_MODULES,
+    )  # fmt: skip
+    image = core.read_bytes()
+    if len(image) > PART_OFFSET - SECTOR:
+        raise BuildError(f"GRUB's core image ({len(image)} bytes) does not fit before sector 2048")
+    boot = (GRUB_DIR / "boot.img").read_bytes()
+    with path.open("r+b") as disk:
+        # boot.img's code only: the disk signature and partition table sfdisk wrote stay.
+        disk.write(boot[:440])
+        disk.seek(SECTOR)  # boot.img loads core.img from sector 1 unless told otherwise
+        disk.write(image)
+
+
+def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
+    check_tools()
+    out.mkdir(parents=True, exist_ok=True)
+    tar = rootfs(out)
+    stamp = _stamp(str(tar.stat().st_mtime_ns))
+    wanted = []
+    for variant in variants:
+        disk, stamp_file = out / f"{variant}.raw", out / f"{variant}.sha256"
+        fresh = disk.is_file() and stamp_file.is_file() and stamp_file.read_text().strip() == stamp
+        if force or not fresh:
+            wanted.append(variant)
+    if wanted:
+        with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as tmp:
+            work = Path(tmp)
+            tree = work / "root"
+            tree.mkdir()
+            step("unpacking the root tree")
+            run("tar", "-C", tree, "--numeric-owner", "-xpf", tar)
+            for variant in wanted:
+                step(f"{variant}: writing {variant}.raw")
+                root_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"imagekit-debian-{variant}"))
+                configure(tree, variant, root_uuid)
+                partial = out / f".{variant}.raw.partial"
+                make_disk(partial, tree, root_uuid, work)
+                os.replace(partial, out / f"{variant}.raw")
+                (out / f"{variant}.sha256").write_text(stamp + "\n")
+    return [out / f"{v}.raw" for v in variants]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("build/debian"))
+    parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    parser.add_argument("variants", nargs="*", help=f"some of {', '.join(VARIANTS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}: use {', '.join(VARIANTS)}")
+    try:
+        for disk in build(args.out, list(args.variants) or list(VARIANTS), args.force):
+            step(f"built {disk}")
+    except BuildError as exc:
+        print(f"debian: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
