@@ -9,9 +9,12 @@ TEST_DISK := $(BUILD)/test-disk/disk.raw
 
 # What the test disk, QEMU boots, emulators and benchmark peers need from Debian.
 SYSTEM_PACKAGES := qemu-utils qemu-system-x86 ipxe-qemu fdisk dosfstools mtools syslinux \
-	syslinux-common busybox-static dropbear-bin cpio
+	syslinux-common busybox-static dropbear-bin cpio \
+	mmdebstrap grub-pc-bin e2fsprogs dnsmasq-base iproute2
+# Real Debian 12 guests, one per cloud's configuration (testbed/debian/build.py), for the twins.
+DEBIAN_IMAGES := $(BUILD)/debian/.built
 
-.PHONY: all setup demo test test-fast lint format bench test-image clean distclean
+.PHONY: all setup demo test test-fast lint format bench test-image debian-images clean distclean
 
 all: test
 
@@ -32,13 +35,21 @@ test-image: $(TEST_DISK)
 $(TEST_DISK): $(VENV)/.installed $(wildcard testbed/testdisk/*)
 	$(BIN)/python testbed/testdisk/build.py --out $(BUILD)/test-disk
 
+debian-images: $(DEBIAN_IMAGES)
+
+# Building them needs root (the root tree keeps its owners); without it the real-guest tests skip.
+$(DEBIAN_IMAGES): $(VENV)/.installed testbed/debian/build.py
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		$(BIN)/python testbed/debian/build.py --out $(BUILD)/debian && touch $@; \
+	else echo "debian: not root: the real-guest twin tests will skip"; fi
+
 # Azurite (Azure Blob emulator) from the npm registry, kept inside build/.
 AZURITE := $(BUILD)/npm/node_modules/.bin/azurite-blob
 $(AZURITE):
 	@command -v npm >/dev/null || scripts/ensure-system-packages nodejs npm
 	npm install --silent --no-audit --no-fund --prefix $(BUILD)/npm azurite@3
 
-test: $(VENV)/.installed $(TEST_DISK) $(AZURITE)
+test: $(VENV)/.installed $(TEST_DISK) $(AZURITE) $(DEBIAN_IMAGES)
 	$(BIN)/python -m pytest -q
 
 # Pure-core tests only: no QEMU, no emulators.

@@ -112,7 +112,7 @@ def boot(
     """Boot image REF from STORE on a provider and wait until healthy; nodes keep running.
 
     Checks: tcp:PORT, http:PORT/PATH[#STATUS][~TEXT], https:…, ssh:COMMAND, serial:TEXT
-    (default: the provider's, tcp:22 for most).
+    (default: ssh:true, a login with the run's key).
     """
     from imagekit.providers.boot import DEFAULT_GUEST_PORTS, BootOptions, planned_boot
     from imagekit.providers.boot import boot as run_boot

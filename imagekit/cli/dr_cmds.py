@@ -147,8 +147,16 @@ def failover(
     type=click.Path(path_type=Path, file_okay=False),
     help="Where report.json/report.html go (default: the plan's folder in the state dir).",
 )
+@click.option(
+    "--twin",
+    is_flag=True,
+    help="Run TARGET's stack here on the twin of its cloud (gcp-twin, azure-twin, "
+    "openstack-twin; needs root), reported as target TARGET-twin.",
+)
 @json_option
-def rehearse(plan_path: Path, target: str, report_dir: Path | None, as_json: bool) -> None:
+def rehearse(
+    plan_path: Path, target: str, report_dir: Path | None, twin: bool, as_json: bool
+) -> None:
     """Fail over into TARGET as a rehearsal, measure RTO by stage and RPO, always tear down.
 
     Writes report.json and a self-contained report.html (stage timeline, trend across earlier
@@ -167,6 +175,7 @@ def rehearse(plan_path: Path, target: str, report_dir: Path | None, as_json: boo
             plan_dir=plan_path.resolve().parent,
             progress=bar,
             say=note,
+            twin=twin,
         )
     emit(report, as_json, _stack_text)
     if not report["healthy"]:

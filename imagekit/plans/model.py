@@ -287,7 +287,17 @@ class StackRole(_Strict):
 
 
 class TargetSpec(_Strict):
-    provider: Literal["local", "gcp", "azure", "openstack", "rackspace", "null"]
+    provider: Literal[
+        "local",
+        "gcp",
+        "azure",
+        "openstack",
+        "rackspace",
+        "null",
+        "gcp-twin",
+        "azure-twin",
+        "openstack-twin",
+    ]
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)  # not secret
     credentials: TargetCredentials = TargetCredentials()
     stack: dict[Name, StackRole] = Field(min_length=1)

@@ -35,6 +35,7 @@ from imagekit.plans.failover import (
 )
 from imagekit.plans.model import Plan
 from imagekit.plans.records import PlanPaths, write_atomic
+from imagekit.plans.twin import with_twin
 from imagekit.progress import Progress
 from imagekit.providers.boot import teardown
 from imagekit.providers.registry import create_provider
@@ -162,12 +163,16 @@ def rehearse(
     progress: Progress | None = None,
     say: Say = lambda _: None,
     factory: ProviderFactory = create_provider,
+    twin: bool = False,
 ) -> dict[str, Any]:
     """Rehearse a failover to ``target``; the report (with the paths it was written to).
 
     Always tears down what it booted, then writes the report, also when the rehearsal failed;
-    Ctrl-C (``KeyboardInterrupt``) is re-raised after both.
+    Ctrl-C (``KeyboardInterrupt``) is re-raised after both. ``twin``: run the target's stack on
+    the twin of its cloud (``plans/twin.py``), reported as target ``<target>-twin``.
     """
+    if twin:
+        plan, target = with_twin(plan, target)
     report_dir = report_dir or rehearsals_dir(plan, state_dir)
     # A configuration mistake (no such target, a credential unset) is the user's to fix (exit 2),
     # not a failed rehearsal: check it before anything is booted or reported.
