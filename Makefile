@@ -10,7 +10,7 @@ TEST_DISK := $(BUILD)/test-disk/disk.raw
 # What the test disk, QEMU boots, emulators and benchmark peers need from Debian.
 SYSTEM_PACKAGES := qemu-utils qemu-system-x86 ipxe-qemu fdisk dosfstools mtools syslinux \
 	syslinux-common busybox-static dropbear-bin cpio \
-	mmdebstrap grub-pc-bin e2fsprogs dnsmasq-base iproute2
+	mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf e2fsprogs dnsmasq-base iproute2
 # Real Debian 12 guests, one per cloud's configuration (testbed/debian/build.py), for the twins.
 DEBIAN_IMAGES := $(BUILD)/debian/.built
 

@@ -145,6 +145,17 @@ class PreparedImage:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def boot_mode(self) -> str:
+        """``uefi`` or ``bios``: how the image boots, from its metadata (``boot_mode``, or the
+        exported AMI's ``BootMode``); an AMI that says nothing boots through the BIOS."""
+        ami = self.metadata.get("ami")
+        value = self.metadata.get("boot_mode") or (
+            ami.get("boot_mode") if isinstance(ami, Mapping) else None
+        )
+        # AWS's "uefi-preferred" AMIs carry both boot paths: BIOS is what every target has.
+        return "uefi" if value == "uefi" else "bios"
+
+    @property
     def instance_type(self) -> str | None:
         """The AWS instance type recorded with the image (metadata ``instance_type``)."""
         value = self.metadata.get("instance_type")

@@ -19,6 +19,10 @@ import re
 from dataclasses import dataclass
 
 SETTLE_GRACE = 30.0  # seconds after a settled finding: sshd may still be restarting
+# A bootloader or kernel speaks within seconds of the firmware's hand-over; silence this long
+# after "Booting from Hard Disk..." means the disk's boot code never ran.
+STALL_AFTER = 90.0
+_HANDOVER = re.compile(r"^Booting from (Hard Disk|DVD/CD|Floppy)\b")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,17 @@ _RULES: tuple[tuple[str, re.Pattern[str], str, bool, bool], ...] = (
         False,
     ),
     (
+        "no-boot-device",
+        re.compile(
+            r"No bootable device|Boot failed: not a bootable disk|BdsDxe: failed to load Boot"
+            r"|UEFI Interactive Shell"
+        ),
+        "the firmware found nothing to boot on the disk (a UEFI-only image booted through BIOS,"
+        " or a BIOS-only one through UEFI)",
+        True,
+        False,
+    ),
+    (
         "fallback-datasource",
         re.compile(r"Used fallback datasource|Datasource DataSourceNone\."),
         "cloud-init found none of its configured datasources and fell back to none: no SSH key,"
@@ -87,15 +102,35 @@ _RULES: tuple[tuple[str, re.Pattern[str], str, bool, bool], ...] = (
     ),
 )
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# cloud-init's final message names the datasource it used: a real one means signs seen on the
+# way (GCE's local stage cannot resolve the metadata name before DHCP has set DNS) were passing.
+_FOUND = re.compile(r"Datasource DataSource(?!None\b)\w+")
+_PASSING = frozenset({"metadata-unreachable"})
 
 
-def diagnose(console: str | None) -> list[Finding]:
-    """Findings on the console, first occurrence of each code, in rule order."""
+def diagnose(console: str | None, idle: float = 0.0) -> list[Finding]:
+    """Findings on the console, first occurrence of each code, in rule order; ``idle`` is how
+    long (seconds) the console has not grown, for the one finding that is a silence."""
     if not console:
         return []
     text = _ESCAPES.sub("", console)
     found = []
+    last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+    if idle >= STALL_AFTER and _HANDOVER.match(last):
+        found.append(
+            Finding(
+                "boot-stalled",
+                f"the firmware handed over to the disk and nothing followed for {idle:.0f} s: "
+                "the disk has no boot code for this firmware (a UEFI-only image booted through "
+                "BIOS?)",
+                last,
+                fatal=True,
+            )
+        )
+    succeeded = _FOUND.search(text) is not None
     for code, pattern, message, fatal, settled in _RULES:
+        if succeeded and code in _PASSING:
+            continue
         match = pattern.search(text)
         if match is None:
             continue

@@ -407,6 +407,7 @@ def wait_for(
     reason = "not tried"
     findings: list[Finding] = []
     next_look, settled_at = 0.0, None
+    seen, grew_at = -1, time.monotonic()  # the console's length, and when it last grew
     while True:
         gone = target.gone()
         if gone is not None:
@@ -424,7 +425,10 @@ def wait_for(
         now = time.monotonic()
         if now >= next_look:
             next_look = now + DIAGNOSE_EVERY
-            findings = diagnose(_console_or_none(target))
+            console = _console_or_none(target)
+            if console is not None and len(console) != seen:
+                seen, grew_at = len(console), now
+            findings = diagnose(console, idle=now - grew_at)
             fatal = next((f for f in findings if f.fatal), None)
             if fatal is not None:
                 raise _failure(target, check, f"cannot pass: {fatal}; last try: {reason}")

@@ -147,6 +147,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # paramiko logs each refused SSH try of a health check as an ERROR with a traceback; the
+    # checks report their own reasons, so only --debug shows paramiko's.
+    if not debug:
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -208,12 +208,13 @@ def providers(as_json: bool) -> None:
 
     def human(rows: list[dict[str, Any]]) -> str:
         lines = []
+        width = max((len(p["name"]) for p in rows), default=0)
         for p in rows:
-            lines.append(f"{p['name']:10} {p['description']} (boots {p['disk_format']})")
+            lines.append(f"{p['name']:{width}} {p['description']} (boots {p['disk_format']})")
             for s in p["needs"]:
                 how = f"env {s['env']}" if s["env"] else f"--setting {s['name']}=…"
                 need = "needs" if s["required"] else "optional"
-                lines.append(f"{'':10} {need} {s['name']} ({how}): {s['help']}")
+                lines.append(f"{'':{width}} {need} {s['name']} ({how}): {s['help']}")
         return "\n".join(lines)
 
     emit(found, as_json, human)

@@ -46,6 +46,7 @@ from imagekit.providers.local.qemu import (
     Accel,
     VMSpec,
     detect_accel,
+    firmware_argv,
     qemu_argv,
     tail,
 )
@@ -122,9 +123,17 @@ class QemuNodeDriver(NodeDriver):
         return images
 
     def ex_register_image(
-        self, name: str, disk: Path, disk_format: str, extra_disks: Sequence[Path] = ()
+        self,
+        name: str,
+        disk: Path,
+        disk_format: str,
+        extra_disks: Sequence[Path] = (),
+        firmware: str = "bios",
     ) -> NodeImage:
-        """Register a disk file (a convert target's output) as a bootable image."""
+        """Register a disk file (a convert target's output) as a bootable image; ``firmware``
+        (``bios`` or ``uefi``) is what its nodes boot with."""
+        if firmware not in ("bios", "uefi"):
+            raise UsageError(f"unknown firmware {firmware!r}: bios or uefi")
         if disk_format not in TARGETS or disk_format == "gce":  # gce is a tar.gz, not a disk
             raise UsageError(f"local images cannot be {disk_format!r}: use raw, qcow2, vmdk…")
         for path in (disk, *extra_disks):
@@ -139,6 +148,7 @@ class QemuNodeDriver(NodeDriver):
             "disk": str(Path(disk).resolve()),
             "disk_format": disk_format,
             "extra_disks": [str(Path(p).resolve()) for p in extra_disks],
+            "firmware": firmware,
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         _write_json(self._images / f"{image_id}.json", doc)
@@ -211,6 +221,7 @@ class QemuNodeDriver(NodeDriver):
             argv = qemu_argv(
                 spec, accel=accel, ports=ports, serial_log=serial, pid_file=workdir / "qemu.pid"
             )
+            argv += firmware_argv(doc.get("firmware", "bios"), workdir / "efivars.fd")
             for extra in doc.get("extra_disks") or ():
                 fmt = TARGETS[doc["disk_format"]].qemu_format
                 argv += ["-drive", f"file={extra},if=virtio,format={fmt},snapshot=on"]

@@ -61,7 +61,11 @@ class LocalProvider(Provider):
     def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
         prepared = image.prepared
         node_image = self.driver.ex_register_image(
-            prepared.name, prepared.path, prepared.disk_format, prepared.extra_disks
+            prepared.name,
+            prepared.path,
+            prepared.disk_format,
+            prepared.extra_disks,
+            firmware=prepared.boot_mode,
         )
         run.add_resource(Resource("image", node_image.id, prepared.name))
         return node_image

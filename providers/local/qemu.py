@@ -99,6 +99,30 @@ def qemu_argv(
     return argv
 
 
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")  # Debian's ovmf: UEFI firmware for QEMU
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")  # its empty variable store, copied per VM
+
+
+def firmware_argv(firmware: str, vars_copy: Path) -> list[str]:
+    """Nothing for BIOS (SeaBIOS is QEMU's default); OVMF as two flash drives for UEFI, the
+    variable store a private copy at ``vars_copy`` (UEFI writes boot entries into it)."""
+    if firmware == "bios":
+        return []
+    if firmware != "uefi":
+        raise UsageError(f"unknown firmware {firmware!r}: bios or uefi")
+    if not OVMF_CODE.is_file():
+        raise ProviderError(
+            f"{OVMF_CODE} not found: UEFI images need it", hint="apt-get install ovmf"
+        )
+    shutil.copyfile(OVMF_VARS, vars_copy)
+    return [
+        "-drive",
+        f"if=pflash,format=raw,unit=0,readonly=on,file={drive_path(OVMF_CODE)}",
+        "-drive",
+        f"if=pflash,format=raw,unit=1,file={drive_path(vars_copy)}",
+    ]
+
+
 # An entropy source, as clouds give: without one an emulated guest's random pool takes about a
 # second to seed, and sshd waits for it.
 ENTROPY = ("-device", "virtio-rng-pci")
@@ -401,6 +425,7 @@ __all__ = [
     "VMSpec",
     "detect_accel",
     "drive_path",
+    "firmware_argv",
     "free_port",
     "machine_argv",
     "probe_boot",

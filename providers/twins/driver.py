@@ -36,6 +36,7 @@ from imagekit.providers.local.qemu import (
     VMSpec,
     detect_accel,
     drive_path,
+    firmware_argv,
     machine_argv,
     tail,
 )
@@ -146,6 +147,7 @@ class TwinNodeDriver(QemuNodeDriver):
         accel = self.accel or detect_accel()
         serial = workdir / "serial.log"
         argv = machine_argv(spec, accel=accel, serial_log=serial, pid_file=workdir / "qemu.pid")
+        argv += firmware_argv(doc.get("firmware", "bios"), workdir / "efivars.fd")
         argv += smbios_args(self.cloud, serial=facts.uuid.replace("-", "")[:20], uuid=facts.uuid)
         drives = [f"file={drive_path(spec.disk)},format={fmt},snapshot=on"]
         drives += [

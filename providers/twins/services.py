@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from imagekit.providers.twins import gce, openstack
+from imagekit.providers.twins import azure, gce, openstack
 from imagekit.providers.twins.answers import Service
 from imagekit.providers.twins.clouds import ADDR_METADATA, ADDR_WIRESERVER
 
@@ -34,8 +34,6 @@ def build(doc: dict[str, Any], node_dir: Path) -> dict[str, Service]:
         files = {path: base64.b64decode(data) for path, data in doc["files"].items()}
         return {ADDR_METADATA: functools.partial(openstack.answer, files)}
     if kind == "azure":
-        from imagekit.providers.twins import azure
-
         state = azure.WireState(
             goal_state=doc["goal_state"],
             on_health=lambda body: _record(node_dir, azure.HEALTH_FILE, body),

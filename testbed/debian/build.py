@@ -5,6 +5,7 @@
 
     ec2        cloud-init trusts only the EC2 datasource (Debian's official EC2 image)
     gce        cloud-init with the GCE datasource (Debian's GCE image)
+    gce-uefi   the same on a GPT disk that boots only through UEFI (an EFI system partition)
     azure      cloud-init with the Azure datasource only (Debian's Azure image)
     openstack  cloud-init with ConfigDrive and OpenStack (Debian's OpenStack image)
 
@@ -35,12 +36,19 @@ DISK_SIZE = 2048 * MIB  # ~900 MiB used; a whole number of GiB, as GCE requires 
 PART_OFFSET = 1 * MIB  # sector 2048; sectors 1..2047 hold GRUB's core image
 SECTOR = 512
 GRUB_DIR = Path("/usr/lib/grub/i386-pc")
+GRUB_EFI_DIR = Path("/usr/lib/grub/x86_64-efi")
+ESP_SIZE = 63 * MIB  # FAT32 needs at least ~33 MiB; the root follows at 64 MiB
+# GPT keeps a backup header in the disk's last 33 sectors: the root stops a MiB before the end.
+GPT_TAIL = 1 * MIB
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 # What core.img must carry to find and read /boot/grub/grub.cfg on an ext4 partition of an MBR
 # disk and boot Linux with the console on the first serial port.
 GRUB_MODULES = (
     *("biosdisk", "part_msdos", "ext2", "normal", "configfile", "linux", "search"),
     *("search_fs_uuid", "serial", "terminal", "echo", "test", "gzio", "all_video"),
 )
+GRUB_EFI_MODULES = (*(m if m != "biosdisk" else "part_gpt" for m in GRUB_MODULES), "fat")
 # What the guest needs to boot and be reached: the cloud kernel (virtio, nvme, ena, gve and the
 # Hyper-V drivers built in or as modules), cloud-init with the DHCP client it calls, sshd.
 PACKAGES = (
@@ -56,8 +64,15 @@ PACKAGES = (
     "procps",
     "iproute2",
 )
-APT_PACKAGES = "mmdebstrap grub-pc-bin e2fsprogs fdisk"
-TOOLS = ("mmdebstrap", "grub-mkimage", "mkfs.ext4", "sfdisk")
+# Host keys and the machine id are made at first boot, as on every cloud image; apt's lists are
+# dropped to keep the disk small.
+ROOTFS_HOOKS = (
+    'rm -f "$1"/etc/ssh/ssh_host_*_key*',
+    ': > "$1"/etc/machine-id',
+    'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
+)
+APT_PACKAGES = "mmdebstrap grub-pc-bin grub-efi-amd64-bin e2fsprogs fdisk dosfstools mtools"
+TOOLS = ("mmdebstrap", "grub-mkimage", "mkfs.ext4", "sfdisk", "mkfs.vfat", "mcopy", "mmd")
 # Debian's cloud images log the console on ttyS0 (and tty0) and keep the classic eth0 names.
 KERNEL_ARGS = "console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 net.ifnames=0 ro"
 
@@ -66,10 +81,12 @@ KERNEL_ARGS = "console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 net.if
 DATASOURCES = {
     "ec2": "[ Ec2, None ]",
     "gce": "[ GCE, None ]",
+    "gce-uefi": "[ GCE, None ]",
     "azure": "[ Azure ]",
     "openstack": "[ ConfigDrive, OpenStack, None ]",
 }
 VARIANTS = tuple(DATASOURCES)
+UEFI_ONLY = frozenset({"gce-uefi"})
 
 
 class BuildError(Exception):
@@ -95,8 +112,9 @@ def check_tools() -> None:
     if os.geteuid() != 0:
         raise BuildError("building Debian guests needs root (the root tree keeps its owners)")
     missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing or not GRUB_DIR.is_dir():
-        what = ", ".join(missing) or str(GRUB_DIR)
+    dirs = [str(d) for d in (GRUB_DIR, GRUB_EFI_DIR) if not d.is_dir()]
+    if missing or dirs:
+        what = ", ".join(missing + dirs)
         raise BuildError(f"missing {what}: apt-get install {APT_PACKAGES}")
 
 
@@ -104,7 +122,6 @@ def _stamp(*parts: str) -> str:
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part.encode() + b"\0")
-    digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()
 
 
@@ -114,21 +131,16 @@ def _stamp(*parts: str) -> str:
 def rootfs(out: Path) -> Path:
     """``out/rootfs.tar`` from the mirror, rebuilt only when the package list changes."""
     tar, stamp_file = out / "rootfs.tar", out / "rootfs.sha256"
-    stamp = _stamp(SUITE, *PACKAGES)
+    stamp = _stamp(SUITE, *PACKAGES, *ROOTFS_HOOKS)
     if tar.is_file() and stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
         return tar
     step(f"mmdebstrap {SUITE} with {len(PACKAGES)} packages (about a minute)")
     partial = out / ".rootfs.tar.partial"
     # Host keys and the machine id are made at first boot, as on every cloud image; apt's lists
     # are dropped to keep the disk small.
-    hooks = [
-        'rm -f "$1"/etc/ssh/ssh_host_*_key*',
-        ': > "$1"/etc/machine-id',
-        'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
-    ]
     argv: list[str | Path] = ["mmdebstrap", "--variant=apt", "--format=tar"]
     argv.append("--include=" + ",".join(PACKAGES))
-    argv += [f"--customize-hook={hook}" for hook in hooks]
+    argv += [f"--customize-hook={hook}" for hook in ROOTFS_HOOKS]
     run(*argv, SUITE, partial)
     os.replace(partial, tar)
     stamp_file.write_text(stamp + "\n")
@@ -178,7 +190,10 @@ def configure(tree: Path, variant: str, root_uuid: str) -> None:
 # --- the disk -----------------------------------------------------------------------------------
 
 
-def make_disk(path: Path, tree: Path, root_uuid: str, work: Path) -> None:
+def make_disk(path: Path, tree: Path, root_uuid: str, work: Path, uefi: bool = False) -> None:
+    if uefi:
+        make_uefi_disk(path, tree, root_uuid, work)
+        return
     with path.open("wb") as disk:
         disk.truncate(DISK_SIZE)
     layout = f"label: dos\nstart={PART_OFFSET // SECTOR}, type=83, bootable\n"
@@ -204,11 +219,42 @@ def make_disk(path: Path, tree: Path, root_uuid: str, work: Path) -> None:
         disk.write(image)
 
 
+def make_uefi_disk(path: Path, tree: Path, root_uuid: str, work: Path) -> None:
+    """GPT: an EFI system partition holding GRUB as \\EFI\\BOOT\\BOOTX64.EFI (the removable-media
+    path every UEFI firmware tries), then the root. No BIOS boot code at all."""
+    with path.open("wb") as disk:
+        disk.truncate(DISK_SIZE)
+    root_start = PART_OFFSET + ESP_SIZE
+    root_size = DISK_SIZE - root_start - GPT_TAIL
+    layout = (
+        "label: gpt\n"
+        f"start={PART_OFFSET // SECTOR}, size={ESP_SIZE // SECTOR}, type={ESP_TYPE}\n"
+        f"start={root_start // SECTOR}, size={root_size // SECTOR}, type={LINUX_TYPE}\n"
+    )
+    run("sfdisk", "--quiet", path, stdin=layout.encode())
+    run(
+        # One sector a cluster: FAT32 wants 65525 clusters at least, and mkfs.vfat would size
+        # clusters for the whole disk file, not the partition.
+        "mkfs.vfat", "-F", "32", "-s", "1", "-n", "ESP", f"--offset={PART_OFFSET // SECTOR}", path,
+        str(ESP_SIZE // 1024),
+    )  # fmt: skip
+    run(
+        "mkfs.ext4", "-q", "-F", "-L", "root", "-U", root_uuid, "-b", "4096",
+        "-E", f"offset={root_start}", "-d", tree, path, str(root_size // 4096),
+    )  # fmt: skip
+    efi = work / "BOOTX64.EFI"
+    run("grub-mkimage", "-O", "x86_64-efi", "-o", efi, "-p", "/EFI/BOOT", *GRUB_EFI_MODULES)
+    esp = f"{path}@@{PART_OFFSET}"
+    run("mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
+    run("mcopy", "-i", esp, efi, tree / "boot/grub/grub.cfg", "::/EFI/BOOT/")
+
+
 def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
     check_tools()
     out.mkdir(parents=True, exist_ok=True)
     tar = rootfs(out)
-    stamp = _stamp(str(tar.stat().st_mtime_ns))
+    # The disks depend on the tree and on this builder (layouts, settings per variant).
+    stamp = _stamp(str(tar.stat().st_mtime_ns), Path(__file__).read_text())
     wanted = []
     for variant in variants:
         disk, stamp_file = out / f"{variant}.raw", out / f"{variant}.sha256"
@@ -227,7 +273,7 @@ def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
                 root_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"imagekit-debian-{variant}"))
                 configure(tree, variant, root_uuid)
                 partial = out / f".{variant}.raw.partial"
-                make_disk(partial, tree, root_uuid, work)
+                make_disk(partial, tree, root_uuid, work, uefi=variant in UEFI_ONLY)
                 os.replace(partial, out / f"{variant}.raw")
                 (out / f"{variant}.sha256").write_text(stamp + "\n")
     return [out / f"{v}.raw" for v in variants]

@@ -48,3 +48,24 @@ def test_a_healthy_boot_shows_nothing():
         "DataSourceGCELocal.  Up 95 seconds\n-----BEGIN SSH HOST KEY KEYS-----\n"
     )
     assert diagnose(healthy) == [] and diagnose(None) == [] and cause([]) is None
+
+
+def test_signs_on_the_way_do_not_count_once_cloud_init_found_its_datasource():
+    # Seen on a healthy GCE boot: the local stage cannot resolve the metadata name yet.
+    local_stage = (
+        "[ 48.8] cloud-init[247]: 2026-12-02 06:32:18,633 - DataSourceGCE.py[WARNING]: address "
+        '"http://metadata.google.internal/computeMetadata/v1/" is not resolvable\n'
+    )
+    assert codes(local_stage) == ["metadata-unreachable"]
+    done = "cloud-init[379]: Cloud-init v. 22.4.2 finished. Datasource DataSourceGCE.  Up 95 s\n"
+    assert diagnose(local_stage + done) == []
+    assert codes(local_stage + FALLBACK) == ["fallback-datasource", "metadata-unreachable"]
+
+
+def test_silence_after_the_firmware_hand_over_is_a_stalled_boot():
+    # SeaBIOS on a GPT disk with no BIOS boot code (a UEFI-only image), as seen on this bench.
+    seabios = "SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting from Hard Disk...\n"
+    assert diagnose(seabios, idle=5) == []
+    (stalled,) = diagnose(seabios, idle=120)
+    assert stalled.code == "boot-stalled" and stalled.fatal and "UEFI-only" in stalled.message
+    assert diagnose(seabios + "GRUB loading.\n", idle=120) == []
