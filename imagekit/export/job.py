@@ -242,8 +242,13 @@ def export_ami(
     state_dir: Path,
     progress: Progress | None = None,
     blocks: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    source: str | None = None,
 ) -> ExportResult:
     """Export one AMI into ``repo`` as one stored image (one volume per EBS mapping).
+
+    ``metadata`` is added to the manifest's (an instance export records the instance and the
+    data's point in time there); ``source`` overrides ``aws:REGION:AMI``.
 
     ``ebs`` lists blocks; ``blocks`` (default: ``ebs``) fetches them — ``export`` passes the
     lean ``dataplane.BlockReader`` (see ``block_reader``). When ``progress`` is visible, each
@@ -283,8 +288,8 @@ def export_ami(
             repo,
             sources,
             name=name,
-            source=f"aws:{ami.region}:{ami.image_id}",
-            metadata={AMI_METADATA: ami.as_metadata()},
+            source=source or f"aws:{ami.region}:{ami.image_id}",
+            metadata={AMI_METADATA: ami.as_metadata(), **(metadata or {})},
             parent=parents[0] if parents else None,
             index=index,
         )
