@@ -118,6 +118,8 @@ def run_command(client: paramiko.SSHClient, which: str, command: str, timeout: f
             except TimeoutError:
                 continue
         status = channel.recv_exit_status()
+        while channel.recv_ready():  # what arrived with the exit status: the error's reason
+            output += channel.recv(4096)
     finally:
         channel.close()
     if status != 0:
