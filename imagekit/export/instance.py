@@ -18,6 +18,11 @@ from typing import Any
 from imagekit.errors import ExportError, InputError
 from imagekit.export.ami import AmiSpec, VolumeSpec
 
+#: Manifest metadata: the instance as it was (``InstanceSpec.as_metadata`` + the snapshot set).
+INSTANCE_METADATA = "instance"
+#: Manifest metadata: when the data was frozen (the snapshot set's start time, ISO 8601).
+POINT_IN_TIME_METADATA = "point_in_time"
+
 #: States whose volumes can be snapshotted (a stopped instance's data is as current as it gets).
 SNAPSHOT_STATES = frozenset({"running", "stopping", "stopped"})
 

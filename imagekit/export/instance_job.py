@@ -30,7 +30,13 @@ from imagekit.errors import InputError
 from imagekit.export import lifecycle, snapshots
 from imagekit.export.aws import translate
 from imagekit.export.hooks import HookSpec, app_consistent
-from imagekit.export.instance import InstanceSelection, InstanceSpec, parse_instance
+from imagekit.export.instance import (
+    INSTANCE_METADATA,
+    POINT_IN_TIME_METADATA,
+    InstanceSelection,
+    InstanceSpec,
+    parse_instance,
+)
 from imagekit.export.job import AMI_METADATA, ExportResult, export_ami
 from imagekit.progress import Progress
 from imagekit.store.manifest import StoredImage
@@ -38,10 +44,6 @@ from imagekit.store.repository import Repository
 
 log = logging.getLogger(__name__)
 
-#: Manifest metadata: the instance as it was (``InstanceSpec.as_metadata`` + the snapshot set).
-INSTANCE_METADATA = "instance"
-#: Manifest metadata: when the data was frozen (the snapshot set's start time, ISO 8601).
-POINT_IN_TIME_METADATA = "point_in_time"
 #: The plan name in the tags of snapshots taken by ``imagekit export`` outside a plan.
 CLI_PLAN = "cli"
 

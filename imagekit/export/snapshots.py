@@ -31,8 +31,10 @@ QUOTA_CODES = frozenset({"ResourceLimitExceeded", "SnapshotCreationPerVolumeRate
 ATTEMPTS = 8
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
-#: DescribeSnapshots polls while a set is pending (AWS: minutes for a first snapshot, then less).
-POLL_INTERVAL = 5.0
+#: DescribeSnapshots polls while a set is pending: 0.5 s, doubling up to 15 s (AWS takes minutes
+#: for a first snapshot, seconds for a small increment; DescribeSnapshots is throttled per account).
+FIRST_POLL = 0.5
+POLL_INTERVAL = 15.0
 WAIT_TIMEOUT = 4 * 3600.0
 
 T = TypeVar("T")
@@ -151,6 +153,7 @@ def wait_completed(
     bar = progress or NullProgress()
     bar.start(f"snapshots {', '.join(snapshot_ids)}", 100.0)
     deadline = clock() + timeout
+    polls = 0
     try:
         while True:
             snaps = [parse_snapshot(s) for s in describe(ec2, snapshot_ids, sleep=sleep)]
@@ -173,7 +176,8 @@ def wait_completed(
                     hint="the next run reuses or removes them",
                     transient=True,
                 )
-            sleep(poll_interval)
+            sleep(min(poll_interval, FIRST_POLL * 2**polls))
+            polls += 1
     finally:
         bar.finish()
 
