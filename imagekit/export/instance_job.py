@@ -262,8 +262,7 @@ def export_instances(
 ) -> list[InstanceExportResult]:
     """``imagekit export --instance``: each selected instance as its own image (its Name tag)."""
     from imagekit.export.aws import client, region_of, session
-    from imagekit.export.dataplane import BlockReader
-    from imagekit.export.job import block_reader
+    from imagekit.export.job import reading
 
     if concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, not {concurrency}")
@@ -276,9 +275,8 @@ def export_instances(
         raise InputError(
             "--image-name needs exactly one instance", hint=f"{len(instances)} were selected"
         )
-    reader = block_reader(sess, ebs, concurrency)
     results = []
-    try:
+    with reading(sess, ebs, concurrency) as reader:
         for instance in instances:
             name = image_name or instance.name
             source = InstanceSource(CLI_PLAN, name, exclude_boot_volume=exclude_boot_volume)
@@ -296,9 +294,6 @@ def export_instances(
                     blocks=reader,
                 )
             )
-    finally:
-        if isinstance(reader, BlockReader):
-            reader.close()
     return results
 
 

@@ -9,6 +9,7 @@ disk is ever made.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import itertools
@@ -323,6 +324,17 @@ def block_reader(sess: Any, ebs: Any, concurrency: int) -> Any:
         raise translate(exc, "GetSnapshotBlock", "the EBS endpoint") from exc
 
 
+@contextlib.contextmanager
+def reading(sess: Any, ebs: Any, concurrency: int) -> Iterator[Any]:
+    """``block_reader`` for the length of a run; its kept connections are closed after."""
+    reader = block_reader(sess, ebs, concurrency)
+    try:
+        yield reader
+    finally:
+        if isinstance(reader, BlockReader):
+            reader.close()
+
+
 def export(
     repo: Repository,
     selection: Selection,
@@ -341,11 +353,10 @@ def export(
     ec2 = client(sess, "ec2")
     ebs = client(sess, "ebs")
     amis = resolve_amis(ec2, where, selection)
-    reader = block_reader(sess, ebs, concurrency)
     if image_name and len(amis) > 1:
         raise InputError("--image-name needs exactly one AMI", hint=f"{len(amis)} were selected")
     results = []
-    try:
+    with reading(sess, ebs, concurrency) as reader:
         for ami in amis:
             if ami.licence_warning:
                 log.warning("%s", ami.licence_warning)
@@ -361,9 +372,6 @@ def export(
                     blocks=reader,
                 )
             )
-    finally:
-        if isinstance(reader, BlockReader):
-            reader.close()
     return results
 
 

@@ -15,11 +15,10 @@ import botocore.exceptions
 
 from imagekit.errors import InputError, PlanError
 from imagekit.export.aws import client, translate
-from imagekit.export.dataplane import BlockReader
 from imagekit.export.hooks import HookSpec
 from imagekit.export.instance import InstanceSelection, InstanceSpec
 from imagekit.export.instance_job import InstanceSource, export_instance, resolve_instances
-from imagekit.export.job import block_reader
+from imagekit.export.job import reading
 from imagekit.plans.model import HooksSpec, InstanceSourceSpec, Plan
 from imagekit.progress import Progress
 from imagekit.store.repository import Repository
@@ -81,8 +80,7 @@ def export_instance_role(
     except botocore.exceptions.BotoCoreError as exc:
         raise translate(exc, "session", role) from exc
     instance = _the_instance(ec2, region, role, source.instance)
-    reader = block_reader(sess, ebs, plan.aws.concurrency)
-    try:
+    with reading(sess, ebs, plan.aws.concurrency) as reader:
         result = export_instance(
             primary,
             ec2,
@@ -100,9 +98,6 @@ def export_instance_role(
             progress=progress,
             blocks=reader,
         )
-    finally:
-        if isinstance(reader, BlockReader):
-            reader.close()
     warnings.extend(f"export {role}: {w}" for w in result.warnings)
     volumes = result.export.volumes
     return {
