@@ -28,6 +28,9 @@ IAM_ACTIONS = {
     "ListSnapshotBlocks": "ebs:ListSnapshotBlocks",
     "ListChangedBlocks": "ebs:ListChangedBlocks",
     "GetSnapshotBlock": "ebs:GetSnapshotBlock",
+    "DescribeInstances": "ec2:DescribeInstances",
+    "CreateSnapshots": "ec2:CreateSnapshots",
+    "DeleteSnapshot": "ec2:DeleteSnapshot",
 }
 
 #: Error codes AWS uses for throttling across EC2 and the EBS direct APIs.

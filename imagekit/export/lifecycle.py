@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-TAG_MANAGED = "imagekit:managed"
+TAG_MANAGED = "imagekit:managed"  # the IAM policy's delete condition names it (export.iam)
 TAG_PLAN = "imagekit:plan"
 TAG_ROLE = "imagekit:role"
 TAG_INSTANCE = "imagekit:instance"

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from imagekit.cli import main
 from imagekit.errors import ExportError
 from imagekit.export import lifecycle, snapshots
+from imagekit.export.iam import export_policy
 from imagekit.export.instance import InstanceSelection, InstanceSpec
 from imagekit.export.instance_job import (
     InstanceExportResult,
@@ -25,7 +28,7 @@ from imagekit.export.instance_job import (
     resolve_instances,
 )
 from imagekit.store.backends.registry import open_backend
-from imagekit.store.identity import Identity
+from imagekit.store.identity import Identity, write_identity
 from imagekit.store.repository import Repository
 from imagekit.store.restore import restore
 from testbed.moto_aws import MotoAWS
@@ -308,3 +311,72 @@ def test_throttled_create_snapshots_backs_off_then_names_it(
     )
     with pytest.raises(ExportError, match=r"quota of pending snapshots.*ResourceLimitExceeded"):
         cycle(repo, ec2, ebs, instance, tmp_path, reuse_within=0.0)  # the set above is removed
+
+
+def test_cli_exports_instances_by_tag(
+    aws: MotoAWS,
+    ec2: Any,
+    ebs: Any,
+    store: tuple[str, Repository],
+    reader: Identity,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, _ = store
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(tmp_path / "state"))
+    identity = tmp_path / "reader.key"
+    monkeypatch.setenv("IMAGEKIT_PASSPHRASE", "pw")
+    write_identity(identity, reader, "pw")
+    seeded = launch(aws, ec2, ebs, ("/dev/sdf",))
+    aws.write_volume(seeded.volumes["/dev/sdf"], writes("x", 1, 2))
+    args = [
+        "export",
+        "--instance-filter",
+        "tag:app=db",
+        "--store",
+        url,
+        "--identity",
+        str(identity),
+    ]
+    assert main([*args, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["instance"], row["name"]) == (seeded.instance_id, "db-1")
+    assert [v["mode"] for v in row["volumes"]] == ["full", "full"]
+    tags = {
+        t["Key"]: t["Value"]
+        for s in ec2.describe_snapshots(SnapshotIds=list(row["snapshot_set"].values()))["Snapshots"]
+        for t in s["Tags"]
+    }
+    assert tags[lifecycle.TAG_PLAN] == "cli" and tags[lifecycle.TAG_ROLE] == "db-1"
+    assert main(["export", "--instance", seeded.instance_id, "ami-12345678", "--store", url]) == 2
+    assert "AMIs or instances, not both" in capsys.readouterr().err
+
+
+def test_iam_policy_for_instances_deletes_only_tagged_snapshots() -> None:
+    plain = export_policy()
+    assert not any("ec2:DeleteSnapshot" in s["Action"] for s in plain["Statement"])
+    policy = export_policy(instances=True)
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    delete = by_sid["DeleteOwnSnapshotsOnly"]
+    assert delete["Action"] == ["ec2:DeleteSnapshot"]
+    assert delete["Condition"] == {"StringEquals": {"aws:ResourceTag/imagekit:managed": "true"}}
+    assert lifecycle.TAG_MANAGED == "imagekit:managed"
+    tag = by_sid["TagNewSnapshotsOnly"]
+    assert tag["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}}
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert actions == {
+        "ec2:DescribeImages",
+        "ec2:DescribeSnapshots",
+        "ebs:ListSnapshotBlocks",
+        "ebs:ListChangedBlocks",
+        "ebs:GetSnapshotBlock",
+        "ec2:DescribeInstances",
+        "ec2:DescribeVolumes",
+        "ec2:DescribeInstanceTypes",
+        "ec2:CreateSnapshots",
+        "ec2:CreateTags",
+        "ec2:DeleteSnapshot",
+    }
