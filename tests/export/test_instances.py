@@ -380,3 +380,39 @@ def test_iam_policy_for_instances_deletes_only_tagged_snapshots() -> None:
         "ec2:CreateTags",
         "ec2:DeleteSnapshot",
     }
+
+
+class Recording:
+    visible = True
+
+    def __init__(self) -> None:
+        self.updates: list[float] = []
+        self.started: list[str] = []
+
+    def start(self, description: str, total: float | None) -> None:
+        self.started.append(description)
+
+    def update(self, completed: float) -> None:
+        self.updates.append(completed)
+
+    def advance(self, amount: float) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def test_wait_shows_progress_and_names_a_failed_snapshot(aws: MotoAWS, ec2: Any, ebs: Any) -> None:
+    aws.set_snapshot_polls(3)
+    seeded = launch(aws, ec2, ebs, ("/dev/sdf",))
+    tags = lifecycle.snapshot_tags(PLAN, ROLE, seeded.instance_id, "r")
+    made = [s["SnapshotId"] for s in snapshots.create_set(ec2, seeded.instance_id, tags)]
+    bar = Recording()
+    waited: list[float] = []
+    snapshots.wait_completed(ec2, made, progress=bar, sleep=waited.append)
+    assert bar.updates == [25.0, 50.0, 100.0]
+    assert waited == [0.5, 1.0]  # polls back off
+    again = [s["SnapshotId"] for s in snapshots.create_set(ec2, seeded.instance_id, tags)]
+    aws.set_snapshot_state(again[1], state="error")
+    with pytest.raises(ExportError, match=rf"snapshot {again[1]} of .* is in the error state"):
+        snapshots.wait_completed(ec2, again, sleep=lambda _: None)
