@@ -118,6 +118,9 @@ def translate(exc: Exception, operation: str, subject: str) -> ImagekitError:
         "InvalidAMIID.NotFound",
         "InvalidAMIID.Malformed",
         "InvalidSnapshot.NotFound",
+        "InvalidInstanceID.NotFound",
+        "InvalidInstanceID.Malformed",
+        "InvalidVolume.NotFound",
         "ResourceNotFoundException",
     ):
         return InputError(f"{subject}: not found ({message})", hint="check the id and the region")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from imagekit.cli import main
-from imagekit.errors import ExportError
+from imagekit.errors import ExportError, InputError
 from imagekit.export import lifecycle, snapshots
 from imagekit.export.iam import export_policy
 from imagekit.export.instance import InstanceSelection, InstanceSpec
@@ -416,3 +416,28 @@ def test_wait_shows_progress_and_names_a_failed_snapshot(aws: MotoAWS, ec2: Any,
     aws.set_snapshot_state(again[1], state="error")
     with pytest.raises(ExportError, match=rf"snapshot {again[1]} of .* is in the error state"):
         snapshots.wait_completed(ec2, again, sleep=lambda _: None)
+
+
+def test_an_export_that_failed_after_the_snapshot_is_finished_by_the_next_run(
+    aws: MotoAWS, ec2: Any, ebs: Any, store: tuple[str, Repository], tmp_path: Path
+) -> None:
+    _, repo = store
+    seeded = launch(aws, ec2, ebs, ("/dev/sdf",))
+    aws.write_volume(seeded.volumes["/dev/sdf"], writes("a", 0, 1, 2))
+    instance = describe(ec2, seeded)
+    aws.add_fault("GetSnapshotBlock", count=1, kind="access_denied")
+    with pytest.raises(ExportError, match="access denied for ebs:GetSnapshotBlock"):
+        cycle(repo, ec2, ebs, instance, tmp_path)
+    assert repo.list_images() == []  # nothing half-written is listed
+    aws.reset_counters()
+    result = cycle(repo, ec2, ebs, instance, tmp_path)
+    assert result.reused and aws.counters()["CreateSnapshots"] == 0
+    assert [v.mode for v in result.export.volumes] == ["full", "full"]
+    assert len(managed(ec2)) == 2
+
+
+def test_an_unknown_instance_is_a_usage_error(ec2: Any) -> None:
+    with pytest.raises(InputError, match="not found"):
+        resolve_instances(ec2, REGION, InstanceSelection(("i-0123456789abcdef0",)))
+    with pytest.raises(InputError, match="no instance matches"):
+        resolve_instances(ec2, REGION, InstanceSelection(filters={"tag:app": ["nope"]}))
