@@ -107,8 +107,9 @@ def test_hourly_cycles_read_only_what_changed(
     data = seeded.volumes["/dev/sdf"]
     aws.write_volume(data, writes("a", *range(8)))
     instance = describe(ec2, seeded)
-    assert (instance.instance_type, instance.ena_support, instance.boot_mode) == (
+    assert (instance.instance_type, instance.ena_support, instance.nvme, instance.boot_mode) == (
         "m6i.large",
+        True,
         True,
         "legacy-bios",
     )
@@ -141,6 +142,8 @@ def test_hourly_cycles_read_only_what_changed(
     assert meta["point_in_time"] == first.point_in_time.isoformat()
     assert abs(first.point_in_time.timestamp() - started.timestamp()) < 1
     assert meta["instance"]["instance_id"] == seeded.instance_id
+    assert (meta["instance"]["instance_type"], meta["instance"]["nvme"]) == ("m6i.large", True)
+    assert meta["ami"]["ena_support"] is True and meta["ami"]["boot_mode"] == "legacy-bios"
     assert meta["ami"]["image_id"] == seeded.image_id
     assert [v["device_name"] for v in meta["ami"]["volumes"]] == ["/dev/xvda", "/dev/sdf"]
 

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from imagekit.errors import InputError
+from imagekit.export.instance import InstanceSpec
 from imagekit.plans.load import load_text
 from imagekit.plans.model import Plan
+from imagekit.plans.run_instances import hook_spec
 from imagekit.plans.schedule import cron_times, on_calendar
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk4m5wP4xP4mR1O9B0zRgk3yV7q2h0cQ8yQ3p1S7m1b"
@@ -147,3 +150,19 @@ def test_systemd_accepts_minute_calendars() -> None:
     assert result.returncode == 0, result.stderr
     minutes = re.findall(r"\d\d:(\d\d):00 UTC\n", result.stdout)
     assert len(minutes) == 3 and set(minutes) <= {"05", "20", "35", "50"}, result.stdout
+
+
+def test_hooks_reach_the_instance_at_its_private_ip_unless_a_host_is_set() -> None:
+    plan, _ = load(
+        "sources:\n  db:\n    instance:\n      id: i-0123456789abcdef0\n      hooks: "
+        f'{{identity: /k, host_key: "{HOST_KEY}", pre: "sync", port: 2222}}\n'
+        "objectives: {rpo: 26h}\n"
+    )
+    assert plan is not None and plan.sources["db"].instance is not None
+    hooks = plan.sources["db"].instance.hooks
+    instance = InstanceSpec("i-1", "eu-west-1", "db", "m6i.large", (), private_ip="10.0.0.7")
+    spec = hook_spec(hooks, instance)
+    assert spec is not None and (spec.host, spec.port, spec.pre) == ("10.0.0.7", 2222, "sync")
+    with pytest.raises(InputError, match="no private IP"):
+        hook_spec(hooks, InstanceSpec("i-1", "eu-west-1", "db", "m6i.large", ()))
+    assert hook_spec(None, instance) is None
