@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import botocore.exceptions
 
-from imagekit.errors import ExportError
+from imagekit.errors import ExportError, InputError
 from imagekit.export.aws import THROTTLING_CODES, error_code, translate
 from imagekit.export.lifecycle import ManagedSnapshot, is_ours, parse_snapshot, tag_filters
 from imagekit.progress import NullProgress, Progress
@@ -220,7 +220,7 @@ def delete_checked(
 def describe_one(ec2: Any, snapshot_id: str, *, sleep: Sleep = time.sleep) -> Any:
     try:
         found = describe(ec2, [snapshot_id], sleep=sleep)
-    except ExportError as exc:
+    except InputError as exc:  # translate's InvalidSnapshot.NotFound: gone meanwhile
         if "not found" in exc.message.lower():
             return None
         raise

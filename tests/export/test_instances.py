@@ -444,3 +444,22 @@ def test_an_unknown_instance_is_a_usage_error(ec2: Any) -> None:
         resolve_instances(ec2, REGION, InstanceSelection(("i-0123456789abcdef0",)))
     with pytest.raises(InputError, match="no instance matches"):
         resolve_instances(ec2, REGION, InstanceSelection(filters={"tag:app": ["nope"]}))
+
+
+def test_delete_skips_a_snapshot_gone_meanwhile_and_one_whose_tags_changed(
+    aws: MotoAWS, ec2: Any, ebs: Any
+) -> None:
+    aws.set_snapshot_polls(0)
+    seeded = launch(aws, ec2, ebs, ())
+    tags = lifecycle.snapshot_tags(PLAN, ROLE, seeded.instance_id, "r")
+    gone, retagged, doomed = (
+        snapshots.create_set(ec2, seeded.instance_id, tags)[0]["SnapshotId"] for _ in range(3)
+    )
+    listed = [lifecycle.parse_snapshot(s) for s in managed(ec2)]
+    ec2.delete_snapshot(SnapshotId=gone)
+    # Between the listing and the delete someone took the snapshot over for another use.
+    ec2.create_tags(Resources=[retagged], Tags=[{"Key": "imagekit:managed", "Value": "false"}])
+    deleted = snapshots.delete_checked(ec2, listed, PLAN, ROLE, seeded.instance_id)
+    assert deleted == [doomed]
+    left = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert retagged in left and doomed not in left
