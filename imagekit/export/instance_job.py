@@ -185,25 +185,25 @@ def export_instance(
         if not (source.exclude_boot_volume and v.device_name == instance.root_device_name)
     ]
     held = stored_snapshots(repo.list_images(), name)
-    found = [lifecycle.parse_snapshot(s) for s in snapshots.list_managed(ec2, *tagged, sleep=sleep)]
-    decision = lifecycle.decide(found, held, volume_ids, now(), source.reuse_within)
-    deleted = snapshots.delete_checked(ec2, decision.delete, *tagged, sleep=sleep)
+
+    def tidy(
+        stored: Mapping[str, float], reuse_within: float
+    ) -> tuple[lifecycle.Decision, list[str]]:
+        found = snapshots.list_managed(ec2, *tagged, sleep=sleep)
+        decision = lifecycle.decide(
+            [lifecycle.parse_snapshot(s) for s in found], stored, volume_ids, now(), reuse_within
+        )
+        return decision, snapshots.delete_checked(ec2, decision.delete, *tagged, sleep=sleep)
+
+    repaired, deleted = tidy(held, source.reuse_within)
     warnings: list[str] = []
     started = time.monotonic()
-    if decision.reuse:
-        log.info("%s: resuming the set of run %s", instance.instance_id, decision.reuse[0].run)
-        set_ids = {s.volume_id: s.snapshot_id for s in decision.reuse}
+    if repaired.reuse:
+        log.info("%s: resuming the set of run %s", instance.instance_id, repaired.reuse[0].run)
+        set_ids = {s.volume_id: s.snapshot_id for s in repaired.reuse}
     else:
         tags = lifecycle.snapshot_tags(*tagged, run_id or new_run_id(now()))
-        with app_consistent(source.hooks, warnings):
-            made = snapshots.create_set(
-                ec2,
-                instance.instance_id,
-                tags,
-                exclude_boot_volume=source.exclude_boot_volume,
-                sleep=sleep,
-            )
-        set_ids = {str(s["VolumeId"]): str(s["SnapshotId"]) for s in made}
+        set_ids = _take_set(ec2, instance, source, tags, warnings, sleep)
     done = snapshots.wait_completed(
         ec2,
         list(set_ids.values()),
@@ -214,11 +214,10 @@ def export_instance(
     )
     snapshot_seconds = time.monotonic() - started
     point = min(s.start_time for s in done)
-    spec = instance.as_ami(set_ids, point)
     result = export_ami(
         repo,
         ebs,
-        spec,
+        instance.as_ami(set_ids, point),
         image_name=name,
         concurrency=concurrency,
         state_dir=state_dir,
@@ -231,22 +230,39 @@ def export_instance(
         },
         source=f"aws:{instance.region}:{instance.instance_id}",
     )
-    # The new set is what the store holds now: it becomes the base, older ones go.
-    after = [lifecycle.parse_snapshot(s) for s in snapshots.list_managed(ec2, *tagged, sleep=sleep)]
+    # The new set is what the store holds newest now: it becomes the base, older ones go.
     newest = max(held.values(), default=0.0) + 1.0
-    exported = {**held, **{snap: newest for snap in set_ids.values()}}
-    pruned = lifecycle.decide(after, exported, volume_ids, now(), 0.0)
-    deleted += snapshots.delete_checked(ec2, pruned.delete, *tagged, sleep=sleep)
+    _, retired = tidy({**held, **{snap: newest for snap in set_ids.values()}}, 0.0)
     return InstanceExportResult(
         export=result,
         instance=instance,
         point_in_time=point,
         snapshot_set=set_ids,
-        reused=bool(decision.reuse),
-        deleted=tuple(deleted),
+        reused=bool(repaired.reuse),
+        deleted=(*deleted, *retired),
         warnings=tuple(warnings),
         snapshot_seconds=snapshot_seconds,
     )
+
+
+def _take_set(
+    ec2: Any,
+    instance: InstanceSpec,
+    source: InstanceSource,
+    tags: Mapping[str, str],
+    warnings: list[str],
+    sleep: Callable[[float], None],
+) -> dict[str, str]:
+    """Pre hook, CreateSnapshots, post hook: the new set, volume id → snapshot id."""
+    with app_consistent(source.hooks, warnings):
+        made = snapshots.create_set(
+            ec2,
+            instance.instance_id,
+            tags,
+            exclude_boot_volume=source.exclude_boot_volume,
+            sleep=sleep,
+        )
+    return {str(s["VolumeId"]): str(s["SnapshotId"]) for s in made}
 
 
 def export_instances(
