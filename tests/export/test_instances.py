@@ -463,3 +463,22 @@ def test_delete_skips_a_snapshot_gone_meanwhile_and_one_whose_tags_changed(
     assert deleted == [doomed]
     left = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     assert retagged in left and doomed not in left
+
+
+def test_the_first_instance_export_builds_on_its_amis_stored_image(
+    aws: MotoAWS, ec2: Any, ebs: Any, store: tuple[str, Repository], tmp_path: Path
+) -> None:
+    from imagekit.export.job import Selection, export_ami, resolve_amis
+
+    _, repo = store
+    seeded = launch(aws, ec2, ebs, ("/dev/sdf",))
+    (ami,) = resolve_amis(ec2, REGION, Selection(image_ids=(seeded.image_id,)))
+    export_ami(repo, ebs, ami, image_name="db-ami", state_dir=tmp_path / "state")
+    aws.write_volume(seeded.root_volume, {1: pattern_block("patched")})
+    aws.reset_counters()
+    result = cycle(repo, ec2, ebs, describe(ec2, seeded), tmp_path)
+    # The root volume was made from the AMI's snapshot: same lineage, so only the block the
+    # instance changed since is read; the data volume has no base and nothing written.
+    assert [v.mode for v in result.export.volumes] == ["incremental", "full"]
+    assert [v.blocks_read for v in result.export.volumes] == [1, 0]
+    assert aws.counters()["GetSnapshotBlock"] == 1
