@@ -11,6 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -482,3 +487,64 @@ def test_the_first_instance_export_builds_on_its_amis_stored_image(
     assert [v.mode for v in result.export.volumes] == ["incremental", "full"]
     assert [v.blocks_read for v in result.export.volumes] == [1, 0]
     assert aws.counters()["GetSnapshotBlock"] == 1
+
+
+def test_a_killed_instance_export_resumes_on_the_same_set(
+    aws: MotoAWS,
+    ec2: Any,
+    ebs: Any,
+    store: tuple[str, Repository],
+    reader: Identity,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL mid-export: the next run reuses the set and fetches only what no pack holds."""
+    url, _ = store
+    blocks = 160  # 80 MiB of random data: several 32 MiB packs
+    seeded = launch(aws, ec2, ebs, ("/dev/sdf",))
+    aws.write_volume(seeded.volumes["/dev/sdf"], {i: os.urandom(BLOCK_SIZE) for i in range(80)})
+    aws.write_volume(
+        seeded.volumes["/dev/sdf"], {i: os.urandom(BLOCK_SIZE) for i in range(80, blocks)}
+    )
+    writer = Identity.generate()
+    ident = tmp_path / "writer.key"
+    write_identity(ident, writer, "pw")
+    with open_backend(url) as backend:
+        Repository.open(backend, identity=reader).add_recipient(writer.recipient, "write")
+    env = {**os.environ, **aws.env, "IMAGEKIT_STATE_DIR": str(tmp_path / "state")}
+    env["IMAGEKIT_PASSPHRASE"] = "pw"
+    aws.add_fault("GetSnapshotBlock", count=10_000, kind="delay", delay=0.03)
+    exe = Path(sys.executable).parent / "imagekit"
+    command = [str(exe), "export", "--instance", seeded.instance_id, "--store", url]
+    proc = subprocess.Popen(
+        [*command, "--identity", str(ident), "--image-name", ROLE, "--concurrency", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    data = Path(url) / "data"
+    deadline = time.monotonic() + 90
+    while not any(p.is_file() and not p.name.startswith(".") for p in data.rglob("*")):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no pack was uploaded within 90 s"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    aws.clear_faults()
+    assert Repository.open(open_backend(url), identity=reader).list_images() == []
+    aws.reset_counters()
+    with open_backend(url) as backend:
+        export_host = Repository.open(backend, identity=writer)
+        instance = describe(ec2, seeded)
+        result = export_instance(
+            export_host,
+            ec2,
+            ebs,
+            instance,
+            InstanceSource("cli", ROLE, poll_interval=0.0),
+            image_name=ROLE,
+            state_dir=tmp_path / "state",
+        )
+    assert result.reused and aws.counters()["CreateSnapshots"] == 0
+    resumed = sum(v.blocks_resumed for v in result.export.volumes)
+    assert resumed >= 64  # at least one whole pack's blocks were kept
+    assert aws.counters()["GetSnapshotBlock"] == 4 + blocks - resumed
