@@ -117,6 +117,7 @@ def run_command(client: paramiko.SSHClient, which: str, command: str, timeout: f
                 output += channel.recv(4096)
             except TimeoutError:
                 continue
+            del output[:-OUTPUT_TAIL]  # a chatty command: only the end can go in the error
         status = channel.recv_exit_status()
         while channel.recv_ready():  # what arrived with the exit status: the error's reason
             output += channel.recv(4096)
