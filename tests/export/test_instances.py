@@ -148,6 +148,7 @@ def test_hourly_cycles_read_only_what_changed(
     assert abs(first.point_in_time.timestamp() - started.timestamp()) < 1
     assert meta["instance"]["instance_id"] == seeded.instance_id
     assert (meta["instance"]["instance_type"], meta["instance"]["nvme"]) == ("m6i.large", True)
+    assert meta["instance_type"] == "m6i.large"  # what targets map sizes from (PreparedImage)
     assert meta["ami"]["ena_support"] is True and meta["ami"]["boot_mode"] == "legacy-bios"
     assert meta["ami"]["image_id"] == seeded.image_id
     assert [v["device_name"] for v in meta["ami"]["volumes"]] == ["/dev/xvda", "/dev/sdf"]
