@@ -19,6 +19,7 @@ test session (``testbed.pytest_plugin`` does) rather than one per test, and keep
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -189,6 +190,26 @@ class MotoAWS:
     def set_page_cap(self, entries: int | None) -> None:
         """At most ``entries`` blocks per List*Blocks page (None: only MaxResults limits)."""
         self._control("POST", "config", {"page_cap": entries})
+
+    def set_snapshot_polls(self, polls: int) -> None:
+        """DescribeSnapshots answers a new volume snapshot stays pending for (0: at once)."""
+        self._control("POST", "config", {"snapshot_polls": polls})
+
+    def write_volume(self, volume_id: str, writes: Mapping[int, bytes | None]) -> int:
+        """The instance writes blocks to its volume (index → data, zero-padded; None: zeroed)."""
+        entries = [
+            {"index": i, "zero": True}
+            if data is None
+            else {"index": i, "data": base64.b64encode(data).decode()}
+            for i, data in sorted(writes.items())
+        ]
+        spec = {"region": self.region, "writes": entries}
+        return int(self._control("POST", f"volumes/{volume_id}/blocks", spec)["written"])
+
+    def volume_blocks(self, volume_id: str) -> dict[int, str]:
+        """What the volume holds now: block index → base64 SHA-256 (unwritten blocks absent)."""
+        raw = self._control("GET", f"volumes/{volume_id}")["blocks"]
+        return {int(i): str(c) for i, c in raw.items()}
 
     def set_snapshot_state(
         self,

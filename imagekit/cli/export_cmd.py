@@ -10,8 +10,10 @@ import click
 from imagekit.cli.app import cli
 from imagekit.cli.common import identity_option, open_repository, preload
 from imagekit.cli.output import emit, json_option, note, progress_bar
+from imagekit.errors import UsageError
 from imagekit.export.ami import Selection, parse_filter
 from imagekit.export.iam import export_policy
+from imagekit.export.instance import InstanceSelection
 from imagekit.state import state_dir
 
 
@@ -36,6 +38,23 @@ from imagekit.state import state_dir
 )
 @click.option("--latest-per-name", is_flag=True, help="Only the newest AMI of each name.")
 @click.option(
+    "--instance",
+    "instance_ids",
+    multiple=True,
+    metavar="ID",
+    help="A running instance: snapshot its volumes now and export them (repeatable).",
+)
+@click.option(
+    "--instance-filter",
+    "instance_filters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="DescribeInstances filter, e.g. tag:app=db (repeatable).",
+)
+@click.option(
+    "--exclude-boot-volume", is_flag=True, help="Instances: snapshot the data volumes only."
+)
+@click.option(
     "--image-name",
     default=None,
     help="Name of the stored image (default: the AMI's name); one AMI only.",
@@ -55,21 +74,39 @@ def export_command(
     filters: tuple[str, ...],
     names: tuple[str, ...],
     latest_per_name: bool,
+    instance_ids: tuple[str, ...],
+    instance_filters: tuple[str, ...],
+    exclude_boot_volume: bool,
     image_name: str | None,
     concurrency: int,
     as_json: bool,
 ) -> None:
     """Export AMIs through the EBS direct APIs into STORE: incremental, verified, resumable.
 
-    --json prints a list with one object per exported AMI.
+    With --instance / --instance-filter, running instances instead: a crash-consistent snapshot
+    set of each (CreateSnapshots, tagged as imagekit's), exported incrementally against the
+    previous set, which is then deleted.
+
+    --json prints a list with one object per exported AMI or instance.
 
     AWS access uses boto3's standard chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
     AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_EBS, instance roles). See `imagekit iam-policy`.
     """
-    grouped: dict[str, list[str]] = {}
-    for text in filters:
-        key, value = parse_filter(text)
-        grouped.setdefault(key, []).append(value)
+    if instance_ids or instance_filters:
+        if ami_ids or filters or names:
+            raise UsageError("give AMIs or instances, not both")
+        _export_instances(
+            store_url,
+            identity_path,
+            InstanceSelection(instance_ids, _grouped(instance_filters)),
+            region=region,
+            image_name=image_name,
+            exclude_boot_volume=exclude_boot_volume,
+            concurrency=concurrency,
+            as_json=as_json,
+        )
+        return
+    grouped = _grouped(filters)
     selection = Selection(
         image_ids=ami_ids,
         filters=grouped,
@@ -98,6 +135,48 @@ def export_command(
     emit(rows, as_json, _human)
 
 
+def _grouped(filters: tuple[str, ...]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for text in filters:
+        key, value = parse_filter(text)
+        grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+def _export_instances(
+    store_url: str,
+    identity_path: Path | None,
+    selection: InstanceSelection,
+    *,
+    region: str | None,
+    image_name: str | None,
+    exclude_boot_volume: bool,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    preload("imagekit.export.instance_job")
+    with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
+        from imagekit.export.instance_job import export_instances
+
+        results = export_instances(
+            repo,
+            selection,
+            region=region,
+            image_name=image_name,
+            exclude_boot_volume=exclude_boot_volume,
+            concurrency=concurrency,
+            state_dir=state_dir(),
+            progress=bar,
+        )
+    for r in results:
+        for warning in r.warnings:
+            note(f"warning: {warning}")
+    rows = [r.as_dict() for r in results]
+    for row in rows:
+        row["ami"] = row["instance"]  # what the human line names
+    emit(rows, as_json, _human)
+
+
 def _human(rows: list[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
@@ -119,6 +198,11 @@ def _human(rows: list[dict[str, Any]]) -> str:
     metavar="ARN",
     help="KMS key of encrypted snapshots (adds kms:Decrypt on it; repeatable).",
 )
-def iam_policy(kms_keys: tuple[str, ...]) -> None:
+@click.option(
+    "--instances",
+    is_flag=True,
+    help="Also what exporting running instances needs (snapshot, tag, delete own snapshots).",
+)
+def iam_policy(kms_keys: tuple[str, ...], instances: bool) -> None:
     """Print the least-privilege IAM policy (JSON) an export host needs."""
-    emit(export_policy(kms_keys), True, str)
+    emit(export_policy(kms_keys, instances=instances), True, str)

@@ -97,7 +97,8 @@ def _human_run(report: RunReport) -> str:
     lines = []
     for row in report.exports:
         lines.append(
-            f"export {row['role']}: {row['ami']} → {row['image_id'][:12]} ({row['mode']}, "
+            f"export {row['role']}: {row.get('instance') or row['ami']} → "
+            f"{row['image_id'][:12]} ({row['mode']}, "
             f"{row.get('bytes_uploaded', 0):,} bytes uploaded)"
         )
     for row in report.copies:

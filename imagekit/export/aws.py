@@ -28,6 +28,9 @@ IAM_ACTIONS = {
     "ListSnapshotBlocks": "ebs:ListSnapshotBlocks",
     "ListChangedBlocks": "ebs:ListChangedBlocks",
     "GetSnapshotBlock": "ebs:GetSnapshotBlock",
+    "DescribeInstances": "ec2:DescribeInstances",
+    "CreateSnapshots": "ec2:CreateSnapshots",
+    "DeleteSnapshot": "ec2:DeleteSnapshot",
 }
 
 #: Error codes AWS uses for throttling across EC2 and the EBS direct APIs.
@@ -115,6 +118,9 @@ def translate(exc: Exception, operation: str, subject: str) -> ImagekitError:
         "InvalidAMIID.NotFound",
         "InvalidAMIID.Malformed",
         "InvalidSnapshot.NotFound",
+        "InvalidInstanceID.NotFound",
+        "InvalidInstanceID.Malformed",
+        "InvalidVolume.NotFound",
         "ResourceNotFoundException",
     ):
         return InputError(f"{subject}: not found ({message})", hint="check the id and the region")

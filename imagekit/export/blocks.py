@@ -45,7 +45,7 @@ class BlockRef:
 
 
 class NotRelated(ExportError):
-    """``ListChangedBlocks`` refused: the two snapshots are not of the same lineage."""
+    """``ListChangedBlocks`` refused: the snapshots are not of one lineage, or the first is gone."""
 
 
 def _is_expired_token(exc: botocore.exceptions.ClientError) -> bool:
@@ -82,8 +82,18 @@ def _paginate(
                 log.info("%s: listing token expired; restarting after block %d", subject, last)
                 token, start = None, last + 1
                 continue
+            message = str(exc.response.get("Error", {}).get("Message", ""))
             if operation == "ListChangedBlocks" and error_code(exc) == "ValidationException":
-                raise NotRelated(f"{subject}: {exc.response['Error'].get('Message', '')}") from exc
+                raise NotRelated(f"{subject}: {message}") from exc
+            first = params.get("FirstSnapshotId")
+            if (
+                operation == "ListChangedBlocks"
+                and error_code(exc) == "ResourceNotFoundException"
+                and first
+                and str(first) in message
+            ):
+                # The base is gone (deleted since the last export): as good as unrelated.
+                raise NotRelated(f"{subject}: {message}") from exc
             raise translate(exc, operation, subject) from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise translate(exc, operation, subject) from exc

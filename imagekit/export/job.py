@@ -9,6 +9,7 @@ disk is ever made.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import itertools
@@ -242,8 +243,13 @@ def export_ami(
     state_dir: Path,
     progress: Progress | None = None,
     blocks: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    source: str | None = None,
 ) -> ExportResult:
     """Export one AMI into ``repo`` as one stored image (one volume per EBS mapping).
+
+    ``metadata`` is added to the manifest's (an instance export records the instance and the
+    data's point in time there); ``source`` overrides ``aws:REGION:AMI``.
 
     ``ebs`` lists blocks; ``blocks`` (default: ``ebs``) fetches them — ``export`` passes the
     lean ``dataplane.BlockReader`` (see ``block_reader``). When ``progress`` is visible, each
@@ -283,8 +289,8 @@ def export_ami(
             repo,
             sources,
             name=name,
-            source=f"aws:{ami.region}:{ami.image_id}",
-            metadata={AMI_METADATA: ami.as_metadata()},
+            source=source or f"aws:{ami.region}:{ami.image_id}",
+            metadata={AMI_METADATA: ami.as_metadata(), **(metadata or {})},
             parent=parents[0] if parents else None,
             index=index,
         )
@@ -318,6 +324,17 @@ def block_reader(sess: Any, ebs: Any, concurrency: int) -> Any:
         raise translate(exc, "GetSnapshotBlock", "the EBS endpoint") from exc
 
 
+@contextlib.contextmanager
+def reading(sess: Any, ebs: Any, concurrency: int) -> Iterator[Any]:
+    """``block_reader`` for the length of a run; its kept connections are closed after."""
+    reader = block_reader(sess, ebs, concurrency)
+    try:
+        yield reader
+    finally:
+        if isinstance(reader, BlockReader):
+            reader.close()
+
+
 def export(
     repo: Repository,
     selection: Selection,
@@ -336,11 +353,10 @@ def export(
     ec2 = client(sess, "ec2")
     ebs = client(sess, "ebs")
     amis = resolve_amis(ec2, where, selection)
-    reader = block_reader(sess, ebs, concurrency)
     if image_name and len(amis) > 1:
         raise InputError("--image-name needs exactly one AMI", hint=f"{len(amis)} were selected")
     results = []
-    try:
+    with reading(sess, ebs, concurrency) as reader:
         for ami in amis:
             if ami.licence_warning:
                 log.warning("%s", ami.licence_warning)
@@ -356,9 +372,6 @@ def export(
                     blocks=reader,
                 )
             )
-    finally:
-        if isinstance(reader, BlockReader):
-            reader.close()
     return results
 
 

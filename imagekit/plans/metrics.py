@@ -92,7 +92,8 @@ def render(run: RunFigures, status: StatusReport) -> str:
         ),
         _Family(
             "image_timestamp_seconds",
-            "Point in time of the newest image per role and store (the AMI's creation).",
+            "Point in time of the newest image's data per role and store (snapshot set start or "
+            "AMI creation).",
             [
                 (_where(run.plan, r.role, r.store), r.point_in_time.timestamp())
                 for r in rows

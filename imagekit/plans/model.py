@@ -37,7 +37,8 @@ _DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _AMI_ID = r"^ami-[0-9a-f]{8,17}$"
 _HHMM = re.compile(r"^(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d)$")
-_EVERY = re.compile(r"^(?:hourly|daily|weekly|(?P<hours>\d{1,2})h)$")
+_EVERY = re.compile(r"^(?:hourly|daily|weekly|(?P<hours>\d{1,2})h|(?P<minutes>\d{1,2})m)$")
+_INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -121,8 +122,48 @@ class AwsSpec(_Strict):
     concurrency: int = Field(default=8, ge=1, le=256)  # blocks fetched at once per volume
 
 
+class HooksSpec(_Strict):
+    """App-consistency commands run on the instance over SSH around its snapshot set."""
+
+    host: str | None = None  # default: the instance's private IP address
+    port: Port = 22
+    user: str = "root"
+    identity: Path  # the private key file that logs in (a reference, never the key)
+    host_key: str  # the pinned public host key, "ssh-ed25519 AAAA…" (known_hosts form)
+    pre: str | None = None  # e.g. "fsfreeze -f /data": no snapshot unless it exits 0
+    post: str | None = None  # e.g. "fsfreeze -u /data": runs whenever pre was started
+    timeout: Duration = 60.0  # hard limit per command; post still runs after a timeout
+
+    @model_validator(mode="after")
+    def _check(self) -> HooksSpec:
+        if not (self.pre or self.post):
+            raise ValueError("hooks need a pre and/or a post command")
+        if len(self.host_key.split()) < 2:
+            raise ValueError("host_key is 'TYPE BASE64' as in known_hosts, e.g. ssh-ed25519 AAAA…")
+        return self
+
+
+class InstanceSourceSpec(_Strict):
+    """A running instance whose volumes imagekit snapshots itself (CreateSnapshots) each run."""
+
+    id: Annotated[str, Field(pattern=_INSTANCE_ID)] | None = None
+    tags: dict[str, str] = Field(default_factory=dict)  # must match exactly one instance
+    exclude_boot_volume: bool = False  # data volumes only: an image that boots nothing
+    hooks: HooksSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> InstanceSourceSpec:
+        if bool(self.id) == bool(self.tags):
+            raise ValueError("name the instance by id or by tags (exactly one instance)")
+        return self
+
+    def describe_filters(self) -> dict[str, list[str]]:
+        return {f"tag:{k}": [v] for k, v in self.tags.items()}
+
+
 class SourceSpec(_Strict):
-    """The AMI of one role: by id, or the newest matching filters, tags and/or a name pattern."""
+    """One role's source: an AMI (by id, or the newest matching filters, tags and/or a name
+    pattern), or a running instance (``instance``), which supersedes the AMI it runs."""
 
     region: str | None = None
     ami: Annotated[str, Field(pattern=_AMI_ID)] | None = None
@@ -132,10 +173,15 @@ class SourceSpec(_Strict):
     image_name: Name | None = None  # stored image (lineage) name; default: the role
     instance_type: str | None = None  # the AWS type it runs on: targets map sizes from it
     rpo: Duration | None = None  # this role's recovery point objective (default: the plan's)
+    instance: InstanceSourceSpec | None = None
 
     @model_validator(mode="after")
     def _one_selection(self) -> SourceSpec:
         by_query = bool(self.filters or self.tags or self.name)
+        if self.instance is not None:
+            if self.ami or by_query:
+                raise ValueError("give either instance or an AMI (ami, filters/tags/name)")
+            return self
         if self.ami and by_query:
             raise ValueError("give either ami or filters/tags/name, not both")
         if not self.ami and not by_query:
@@ -201,7 +247,8 @@ class StoresSpec(_Strict):
 
 
 class ScheduleSpec(_Strict):
-    """When ``run-export`` runs: ``hourly``, ``daily``, ``weekly`` or every ``Nh`` (N | 24)."""
+    """When ``run-export`` runs: ``hourly``, ``daily``, ``weekly``, every ``Nh`` (N | 24) or
+    every ``Nm`` (N | 60: running instances' data can be fresher than hourly)."""
 
     every: str = "daily"
     at: str = "02:00"  # HH:MM, UTC; hourly and Nh use the minutes only (Nh: from this hour)
@@ -213,9 +260,14 @@ class ScheduleSpec(_Strict):
     def _parse(self) -> ScheduleSpec:
         m = _EVERY.match(self.every)
         if m is None:
-            raise ValueError(f"every: {self.every!r} is not hourly, daily, weekly or Nh (e.g. 6h)")
+            raise ValueError(
+                f"every: {self.every!r} is not hourly, daily, weekly, Nh or Nm (e.g. 1h, 6h, 15m)"
+            )
         if m["hours"] is not None and (int(m["hours"]) < 1 or 24 % int(m["hours"])):
             raise ValueError(f"every: {self.every}: N must divide 24 (1, 2, 3, 4, 6, 8, 12, 24)")
+        if m["minutes"] is not None and (int(m["minutes"]) < 5 or 60 % int(m["minutes"])):
+            # Under 5 minutes a snapshot set is often not completed before the next is due.
+            raise ValueError(f"every: {self.every}: N must divide 60 and be 5 or more (5–30)")
         if not _HHMM.match(self.at):
             raise ValueError(f"at: {self.at!r} is not HH:MM (24-hour, UTC)")
         return self
@@ -227,6 +279,8 @@ class ScheduleSpec(_Strict):
         assert m is not None
         if m["hours"] is not None:
             return int(m["hours"]) * 3600.0
+        if m["minutes"] is not None:
+            return int(m["minutes"]) * 60.0
         return {"hourly": 3600.0, "daily": 86400.0, "weekly": 604800.0}[self.every]
 
     @property
@@ -355,14 +409,23 @@ class Plan(_Strict):
             creds = creds.model_copy(update={"file": path(creds.file) or creds.file})
             return s.model_copy(update={"url": url, "key": key, "credentials": creds})
 
+        def source(spec: SourceSpec) -> SourceSpec:
+            hooks = spec.instance.hooks if spec.instance else None
+            if spec.instance is None or hooks is None:
+                return spec
+            hooks = hooks.model_copy(update={"identity": path(hooks.identity) or hooks.identity})
+            instance = spec.instance.model_copy(update={"hooks": hooks})
+            return spec.model_copy(update={"instance": instance})
+
         stores = StoresSpec(
             primary=store(self.stores.primary), replicas=[store(r) for r in self.stores.replicas]
         )
+        sources = {role: source(spec) for role, spec in self.sources.items()}
         outputs = OutputsSpec(
             status_file=path(self.outputs.status_file) or self.outputs.status_file,
             metrics_file=path(self.outputs.metrics_file) or self.outputs.metrics_file,
         )
-        return self.model_copy(update={"stores": stores, "outputs": outputs})
+        return self.model_copy(update={"stores": stores, "outputs": outputs, "sources": sources})
 
     def boot_order(self, target: str) -> list[list[str]]:
         """The target's roles in waves: each wave depends only on earlier ones."""
@@ -462,6 +525,11 @@ def _check_targets(plan: Plan, base_dir: Path | None) -> Iterator[Problem]:
                     (*here, field) if field else here,
                     f"no source role {source!r} to boot from (sources: {', '.join(plan.sources)})",
                 )
+            elif (inst := plan.sources[source].instance) and inst.exclude_boot_volume:
+                yield Problem(
+                    here,
+                    f"source {source!r} excludes the boot volume: its image boots nothing",
+                )
             for i, dep in enumerate(spec.depends_on):
                 if dep == role:
                     yield Problem((*here, "depends_on", i), "a role cannot depend on itself")
@@ -512,6 +580,8 @@ __all__ = [
     "PLAN_VERSION",
     "PROVIDERS",
     "AwsSpec",
+    "HooksSpec",
+    "InstanceSourceSpec",
     "KeyRef",
     "ObjectivesSpec",
     "OutputsSpec",

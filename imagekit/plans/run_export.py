@@ -1,6 +1,6 @@
 """``run-export``: the periodic job of a plan, one run at a time.
 
-    export (every source → the primary store, incremental)
+    export (every source → the primary store, incremental; an instance: a new snapshot set)
       → retention on the primary → copy to every replica → retention on every replica
       → verify (structure, plus a sample of each newest image's data; ``verify_all``: all data)
       → status file, verified record and Prometheus metrics, written atomically
@@ -42,6 +42,7 @@ from imagekit.plans.records import (
     write_atomic,
     write_json,
 )
+from imagekit.plans.run_instances import export_instance_role, instance_roles
 from imagekit.plans.status import StatusReport, StoreListing, newest, summarize
 from imagekit.plans.stores import open_store
 from imagekit.progress import Progress
@@ -223,6 +224,12 @@ def _run(
                     report.exports.append(
                         _export_role(plan, primary, role, ami, state_dir, progress)
                     )
+            for role in instance_roles(plan):  # a fresh snapshot set each run
+                with step("export", role):
+                    row = export_instance_role(
+                        plan, primary, role, state_dir, progress, report.warnings
+                    )
+                    report.exports.append(row)
             _retain(plan, report, step, plan.stores.primary.name, primary)
             for spec in plan.stores.replicas:
                 replica = repos.get(spec.name)
@@ -268,6 +275,8 @@ def _newest_amis(plan: Plan, step: _Step) -> Iterator[tuple[str, AmiSpec | None,
     """Per role, the newest AMI its source selects (one DescribeImages per role)."""
     sessions: dict[str | None, Any] = {}
     for role, source in plan.sources.items():
+        if source.instance is not None:
+            continue  # run_instances exports it
         ami = None
         with step("export", role) as guard:
             region = plan.region(role)

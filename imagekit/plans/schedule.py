@@ -42,7 +42,12 @@ def on_calendar(plan: Plan) -> str:
         return f"*-*-* {hour:02d}:{minute:02d}:00 UTC"
     if s.every == "weekly":
         return f"{s.weekday} *-*-* {hour:02d}:{minute:02d}:00 UTC"
+    if s.interval < 3600:  # every N minutes, from the plan's minute on
+        step = int(s.interval // 60)
+        return f"*-*-* *:{minute % step:02d}/{step}:00 UTC"
     step = int(s.interval // 3600)
+    if step == 1:
+        return f"*-*-* *:{minute:02d}:00 UTC"
     return f"*-*-* {hour % step:02d}/{step}:{minute:02d}:00 UTC"
 
 
@@ -56,7 +61,12 @@ def cron_times(plan: Plan) -> str:
         return f"{minute} {hour} * * *"
     if s.every == "weekly":
         return f"{minute} {hour} * * {(WEEKDAYS.index(s.weekday) + 1) % 7}"  # cron: Sun = 0
+    if s.interval < 3600:
+        step = int(s.interval // 60)
+        return f"{minute % step}-59/{step} * * * *"
     step = int(s.interval // 3600)
+    if step == 1:
+        return f"{minute} * * * *"
     return f"{minute} {hour % step}-23/{step} * * *"
 
 

@@ -4,8 +4,9 @@ the objectives hold.
 ``summarize`` is pure (listings, the verified record and the clock in; a report out); ``gather``
 is the edge that opens every store of the plan to list its images.
 
-The age of an image is measured from the AMI's creation time (the moment its data was frozen —
-what a failover would lose since), falling back to the export time for images without one.
+The age of an image is measured from its data's point in time — the start of the snapshot set of
+an instance, the AMI's creation time for an AMI: what a failover would lose since — falling back
+to the export time for images without one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from imagekit.errors import ImagekitError
+from imagekit.export.instance import INSTANCE_METADATA, POINT_IN_TIME_METADATA
 from imagekit.export.job import AMI_METADATA
 from imagekit.plans.model import Plan, format_duration
 from imagekit.plans.records import PlanPaths, VerifiedRecord, read_json
@@ -44,6 +46,7 @@ class RoleStatus:
     rpo_objective: float
     image_id: str | None = None
     ami: str | None = None
+    instance: str | None = None  # the running instance its data was snapshotted from
     point_in_time: datetime | None = None
     age: float | None = None
     verified: str | None = None  # "sample" / "all" when the newest image's data was verified
@@ -65,6 +68,7 @@ class RoleStatus:
             "store": self.store,
             "image_id": self.image_id,
             "ami": self.ami,
+            "instance": self.instance,
             "point_in_time": format_time(self.point_in_time) if self.point_in_time else None,
             "age_seconds": round(self.age, 3) if self.age is not None else None,
             "rpo_objective_seconds": self.rpo_objective,
@@ -101,9 +105,12 @@ class StatusReport:
 
 
 def point_in_time(image: StoredImage) -> datetime:
-    """When the image's data was frozen: the AMI's creation time, else the export time."""
+    """When the image's data was frozen: an instance's snapshot set's start time, the AMI's
+    creation time, else the export time."""
     ami = image.manifest.metadata.get(AMI_METADATA)
-    text = ami.get("creation_date") if isinstance(ami, Mapping) else None
+    text = image.manifest.metadata.get(POINT_IN_TIME_METADATA)
+    if not text and isinstance(ami, Mapping):
+        text = ami.get("creation_date")
     if text:
         try:
             return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC)
@@ -138,11 +145,15 @@ def summarize(
             when = point_in_time(image)
             check = verified.get(listing.repo_id, image.id)
             ami = image.manifest.metadata.get(AMI_METADATA)
+            instance = image.manifest.metadata.get(INSTANCE_METADATA)
             rows.append(
                 _replace(
                     base,
                     image_id=image.id,
                     ami=str(ami.get("image_id")) if isinstance(ami, Mapping) else None,
+                    instance=str(instance.get("instance_id"))
+                    if isinstance(instance, Mapping)
+                    else None,
                     point_in_time=when,
                     age=max(0.0, (now - when).total_seconds()),
                     verified=check.level if check else None,

@@ -14,6 +14,9 @@ Patch (module.function) → the moto 5.2.1 deviation it fixes:
 - ebs.list_changed_blocks_union_and_lineage → second-only blocks missed; no lineage check
 - ec2_images.register_image_honours_block_device_mappings → mapping, arch, ENA, boot mode,
   tags ignored
+- ec2_volumes.* → volumes hold no data; CreateSnapshot(s) complete at once with no blocks,
+  unrelated to the volume's source snapshot; DeleteSnapshot keeps the blocks; DescribeInstances
+  without EnaSupport / BootMode
 - control.call_action_with_faults_and_counters → (bench only) fault injection, counters
 """
 
@@ -42,9 +45,10 @@ def check_moto_version() -> str:
 def apply_all() -> str:
     """Check the moto version and apply every patch; returns the moto version."""
     version = check_moto_version()
-    from . import control, ebs, ec2_images
+    from . import control, ebs, ec2_images, ec2_volumes
 
     ebs.apply()
     ec2_images.apply()
+    ec2_volumes.apply()
     control.apply()
     return version

@@ -16,6 +16,11 @@ of moto's WSGI app:
   (default from ``TESTBED_PAGE_TOKEN_TTL``, else AWS's 3600).
 - ``POST /_testbed/snapshots/<id>`` ``{"state": "error", "encrypted": true, "kms_key_id": "arn…",
   "kms_decrypt": false}`` — put a snapshot into a state a test needs.
+- ``POST /_testbed/config`` ``{"snapshot_polls": 2}`` — DescribeSnapshots answers a new volume
+  snapshot (CreateSnapshot[s]) stays pending for.
+- ``POST /_testbed/volumes/<vol-id>/blocks`` ``{"writes": [{"index": 3, "data": "<base64>"},
+  {"index": 4, "zero": true}]}`` — the instance writes to its volume (test-only hook);
+  ``GET /_testbed/volumes/<vol-id>`` → ``{"blocks": {"3": "<base64 sha256>"}}``, what it holds.
 - ``POST /_testbed/reset`` — moto's state, faults, counters and settings back to a fresh start.
 """
 
@@ -34,7 +39,7 @@ from typing import Any
 from moto.core.common_types import TYPE_RESPONSE
 from moto.core.responses import BaseResponse
 
-from .ebs_model import PAGE_TOKEN_TTL_SECONDS
+from .ebs_model import DEFAULT_SNAPSHOT_POLLS, PAGE_TOKEN_TTL_SECONDS
 
 PAGE_TOKEN_TTL_ENV = "TESTBED_PAGE_TOKEN_TTL"
 
@@ -65,6 +70,8 @@ class Settings:
     #: Largest page the server returns whatever MaxResults asks: AWS documents MaxResults as an
     #: upper bound only, so a client must follow NextToken; tests lower this to see many pages.
     page_cap: int | None = None
+    #: DescribeSnapshots answers a new volume snapshot stays pending for (0: completed at once).
+    snapshot_polls: int = DEFAULT_SNAPSHOT_POLLS
 
 
 @dataclass
@@ -281,11 +288,25 @@ class ControlMiddleware:
             if method == "POST" and "page_cap" in spec:
                 cap = spec["page_cap"]
                 SETTINGS.page_cap = None if cap is None else int(cap)
-            return 200, {"page_token_ttl": SETTINGS.page_token_ttl, "page_cap": SETTINGS.page_cap}
+            if method == "POST" and "snapshot_polls" in spec:
+                SETTINGS.snapshot_polls = max(0, int(spec["snapshot_polls"]))
+            return 200, {
+                "page_token_ttl": SETTINGS.page_token_ttl,
+                "page_cap": SETTINGS.page_cap,
+                "snapshot_polls": SETTINGS.snapshot_polls,
+            }
         if route.startswith("snapshots/") and method == "POST":
             from .snapshot_states import set_snapshot_state
 
             return 200, set_snapshot_state(route.split("/", 1)[1], spec)
+        if route.startswith("volumes/"):
+            from .ec2_volumes import volume_digests, write_volume
+
+            parts = route.split("/")
+            if method == "POST" and len(parts) == 3 and parts[2] == "blocks":
+                return 200, write_volume(spec, parts[1])
+            if method == "GET" and len(parts) == 2:
+                return 200, volume_digests(spec, parts[1])
         if route == "reset" and method == "POST":
             from moto.moto_api._internal.models import moto_api_backend
 
@@ -294,5 +315,6 @@ class ControlMiddleware:
             reset_counters()
             SETTINGS.page_token_ttl = Settings().page_token_ttl
             SETTINGS.page_cap = None
+            SETTINGS.snapshot_polls = DEFAULT_SNAPSHOT_POLLS
             return 200, {}
         return 404, {"error": f"no control endpoint {method} {self.PREFIX}{route}"}

@@ -49,6 +49,10 @@ BLOCK_TOKEN_TTL_SECONDS = 7 * 24 * 3600.0
 CHECKSUM_ALGORITHM = "SHA256"
 """The only checksum algorithm the EBS direct APIs support."""
 
+DEFAULT_SNAPSHOT_POLLS = 2
+"""DescribeSnapshots answers a volume snapshot gets while pending before it completes: AWS takes
+minutes; two polls let a client's wait loop and its progress be exercised without sleeping."""
+
 
 class EbsError(Exception):
     """An error the EBS direct APIs answer with: code (x-amzn-ErrorType), HTTP status, Reason."""
@@ -122,6 +126,16 @@ class EbsSnapshot:
     kms_decrypt_denied: bool = False
     blocks: dict[int, Block] = field(default_factory=dict)
     written: set[int] = field(default_factory=set)
+    volume_id: str | None = None  # set for a snapshot EC2 took of a volume (CreateSnapshot[s])
+    polls_left: int = 0  # DescribeSnapshots answers until a volume snapshot completes
+    polls_total: int = 0
+
+    @property
+    def progress(self) -> str:
+        """EC2's ``Progress``: how far a pending volume snapshot is, as AWS shows it (``40%``)."""
+        if self.status != "pending" or not self.polls_total:
+            return "100%" if self.status == "completed" else "0%"
+        return f"{100 * (self.polls_total - self.polls_left) // (self.polls_total + 1)}%"
 
     def block_token(self, index: int) -> str:
         raw = f"{self.snapshot_id}:{index}:{self.blocks[index].write_id}".encode()
@@ -211,6 +225,20 @@ class Listing:
         return out
 
 
+@dataclass
+class EbsVolume:
+    """What an attached EBS volume holds now: blocks written by the instance, block by block.
+
+    A volume made from a snapshot starts as a copy of the snapshot's blocks and joins its lineage,
+    so its later snapshots compare with that one (ListChangedBlocks) as on AWS.
+    """
+
+    volume_id: str
+    volume_size: int
+    lineage: str
+    blocks: dict[int, Block] = field(default_factory=dict)
+
+
 class EbsState:
     """All EBS direct API state of one account and region, safe to use from server threads."""
 
@@ -224,7 +252,97 @@ class EbsState:
         self.client_tokens: dict[
             str, tuple[str, str]
         ] = {}  # ClientToken -> (request key, snapshot)
+        self.volumes: dict[str, EbsVolume] = {}
         self.lock = threading.RLock()
+
+    # -- volumes (what EC2 instances write; the bench changes them through a test hook) --------
+
+    def create_volume(
+        self, volume_id: str, volume_size: int, snapshot_id: str | None = None
+    ) -> EbsVolume:
+        with self.lock:
+            source = self.snapshots.get(snapshot_id) if snapshot_id else None
+            volume = EbsVolume(
+                volume_id=volume_id,
+                volume_size=volume_size,
+                lineage=source.lineage if source is not None else volume_id,
+                blocks=dict(source.blocks) if source is not None else {},
+            )
+            self.volumes[volume_id] = volume
+            return volume
+
+    def write_volume(self, volume_id: str, writes: Mapping[int, bytes | None]) -> int:
+        """The instance writes ``writes`` (index → 512 KiB, None: discarded/zeroed); the count."""
+        with self.lock:
+            volume = self.volumes.get(volume_id)
+            if volume is None:
+                raise KeyError(f"no volume {volume_id}")
+            for index, data in writes.items():
+                if not 0 <= index < volume.volume_size * BLOCKS_PER_GIB:
+                    raise ValueError(f"block {index} is outside {volume_id}")
+                if data is None:
+                    volume.blocks.pop(index, None)
+                    continue
+                if len(data) != BLOCK_SIZE:
+                    raise ValueError(f"block {index}: {len(data)} bytes, not {BLOCK_SIZE}")
+                digest = hashlib.sha256(data).digest()
+                self.contents.setdefault(digest, data)
+                volume.blocks[index] = Block(write_id=uuid.uuid4().hex, digest=digest)
+            return len(writes)
+
+    def volume_digests(self, volume_id: str) -> dict[int, str]:
+        """Block index → base64 SHA-256 of what the volume holds now (unwritten blocks absent)."""
+        with self.lock:
+            volume = self.volumes.get(volume_id)
+            if volume is None:
+                raise KeyError(f"no volume {volume_id}")
+            return {i: b.checksum for i, b in sorted(volume.blocks.items())}
+
+    def snapshot_volume(
+        self,
+        snapshot_id: str,
+        volume_id: str,
+        description: str | None,
+        polls: int = DEFAULT_SNAPSHOT_POLLS,
+    ) -> None:
+        """EC2 CreateSnapshot(s): the volume's blocks as of now, frozen; pending for a few polls.
+
+        Copy-on-write as AWS does it: unchanged blocks keep their write, so ListChangedBlocks
+        against the previous snapshot of the volume names only what the instance wrote since.
+        """
+        with self.lock:
+            volume = self.volumes.get(volume_id)
+            if volume is None:
+                return  # a volume moto made before the patches knew it: no data to freeze
+            self.snapshots[snapshot_id] = EbsSnapshot(
+                snapshot_id=snapshot_id,
+                owner_id=self.owner_id,
+                volume_size=volume.volume_size,
+                lineage=volume.lineage,
+                start_time=self.now(),
+                description=description,
+                blocks=dict(volume.blocks),
+                written=set(volume.blocks),
+                volume_id=volume_id,
+                polls_left=polls,
+                polls_total=polls,
+                status="pending" if polls > 0 else "completed",
+            )
+
+    def poll_snapshot(self, snapshot_id: str) -> EbsSnapshot | None:
+        """One DescribeSnapshots answer about a volume snapshot: it progresses, then completes."""
+        with self.lock:
+            snapshot = self.snapshots.get(snapshot_id)
+            if snapshot is None or snapshot.volume_id is None or snapshot.status != "pending":
+                return snapshot
+            snapshot.polls_left -= 1
+            if snapshot.polls_left <= 0:
+                snapshot.status = "completed"
+            return snapshot
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        with self.lock:
+            self.snapshots.pop(snapshot_id, None)
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +55,6 @@ def aws_env(aws: MotoAWS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Mo
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(tmp_path / "state"))
     return aws
-
-
-@pytest.fixture
-def reader() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture
-def store(tmp_path: Path, reader: Identity) -> Iterator[tuple[str, Repository]]:
-    """A local store: the export host opens it with a write-only identity, as in production."""
-    url = str(tmp_path / "store")
-    writer = Identity.generate()
-    with open_backend(url) as backend:
-        Repository.init(backend, recipients=[reader.recipient], writers=[writer.recipient])
-        yield url, Repository.open(backend, identity=writer)
 
 
 def read_repo(url: str, reader: Identity) -> Repository:
