@@ -147,11 +147,12 @@ class PreparedImage:
     @property
     def boot_mode(self) -> str:
         """``uefi`` or ``bios``: how the image boots, from its metadata (``boot_mode``, or the
-        exported AMI's ``BootMode``); an AMI that says nothing boots through the BIOS."""
-        ami = self.metadata.get("ami")
-        value = self.metadata.get("boot_mode") or (
-            ami.get("boot_mode") if isinstance(ami, Mapping) else None
-        )
+        exported AMI's or instance's boot mode); one that says nothing boots through the BIOS."""
+        value = self.metadata.get("boot_mode")
+        for source in ("ami", "instance"):  # export's metadata keys (export/job, instance)
+            recorded = self.metadata.get(source)
+            if not value and isinstance(recorded, Mapping):
+                value = recorded.get("boot_mode")
         # AWS's "uefi-preferred" AMIs carry both boot paths: BIOS is what every target has.
         return "uefi" if value == "uefi" else "bios"
 

@@ -8,7 +8,7 @@ key the run offered pinned), on 1 GiB nodes, and must leave nothing behind: no n
 process, no node folder.
 
 The boots run two at a time (one per core) from one module fixture; each test then reads its
-case's outcome. Under TCG a healthy boot takes ~100 s, a failing one 110-230 s.
+case's outcome. Under TCG a healthy boot takes ~100-170 s, a failing one 85-260 s.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Case:
     variant: str  # which Debian image
     provider: str
     settings: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)  # as the stored image records
 
 
 CASES = {
@@ -53,6 +54,9 @@ CASES = {
     "gce-on-openstack-twin": Case("gce", "openstack-twin", {"metadata": "service"}),
     "gce-on-azure-twin": Case("gce", "azure-twin", {"provisioning_timeout": "400"}),
     "ec2-on-local": Case("ec2", "local"),
+    # A UEFI-only disk: through OVMF when the image says so, and stuck in BIOS when it does not.
+    "uefi-on-gcp-twin": Case("gce-uefi", "gcp-twin", metadata={"boot_mode": "uefi"}),
+    "uefi-as-bios": Case("gce-uefi", "gcp-twin"),
 }
 
 
@@ -68,7 +72,8 @@ class Outcome:
 
 def _run(case: Case, state: Path) -> Outcome:
     provider = create_provider(case.provider, state_dir=state, settings=dict(case.settings))
-    source = FileImageSource(debian_disk(case.variant), source_format="raw")
+    disk = debian_disk(case.variant)
+    source = FileImageSource(disk, source_format="raw", metadata=dict(case.metadata))
     options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT)
     runs = RunStore(state)
     started = time.monotonic()
@@ -145,6 +150,20 @@ def test_a_gce_image_never_reports_ready_on_the_azure_twin(outcomes) -> None:
     assert not outcome.healthy
     assert "OSProvisioningTimedOut" in outcome.error
     assert "fell back to none" in outcome.error or "did not report Ready" in outcome.error
+    _nothing_left(outcome)
+
+
+def test_a_uefi_only_image_boots_through_ovmf_when_it_says_uefi(outcomes) -> None:
+    outcome = outcomes["uefi-on-gcp-twin"]
+    assert outcome.healthy, outcome.error
+    _nothing_left(outcome)
+
+
+def test_a_uefi_only_image_booted_through_bios_is_named_stalled(outcomes) -> None:
+    outcome = outcomes["uefi-as-bios"]
+    assert not outcome.healthy
+    assert "handed over to the disk and nothing followed" in outcome.error
+    assert outcome.seconds < HEALTH_TIMEOUT  # named when the stall is clear, not at the deadline
     _nothing_left(outcome)
 
 
