@@ -292,8 +292,18 @@ def public_ip_addresses_create(arm: Arm, name: str, deadline: float) -> dict[str
     return put(arm, "public IP creation", path, NETWORK_API, body, deadline)
 
 
+def hyperv_generation(boot_mode: str) -> str:
+    """Gen1 VMs boot through a BIOS, Gen2 through UEFI: the generation follows the image."""
+    return "V2" if boot_mode == "uefi" else "V1"
+
+
 def disks_import(
-    arm: Arm, name: str, source_uri: str, storage_account_id: str, deadline: float
+    arm: Arm,
+    name: str,
+    source_uri: str,
+    storage_account_id: str,
+    deadline: float,
+    boot_mode: str = "bios",
 ) -> dict[str, Any]:
     """Disks - Create Or Update with ``createOption: Import`` from a page blob VHD."""
     body = {
@@ -301,7 +311,7 @@ def disks_import(
         "sku": {"name": "Standard_LRS"},
         "properties": {
             "osType": "Linux",
-            "hyperVGeneration": "V1",  # BIOS boot, what an exported AMI disk (MBR) needs
+            "hyperVGeneration": hyperv_generation(boot_mode),
             "creationData": {
                 "createOption": "Import",
                 "sourceUri": source_uri,
@@ -313,12 +323,14 @@ def disks_import(
     return put(arm, "managed disk import", path, DISK_API, body, deadline)
 
 
-def images_create(arm: Arm, name: str, disk_id: str, deadline: float) -> dict[str, Any]:
+def images_create(
+    arm: Arm, name: str, disk_id: str, deadline: float, boot_mode: str = "bios"
+) -> dict[str, Any]:
     """Images - Create Or Update: a managed image whose OS disk is the imported disk."""
     body = {
         "location": arm.location,
         "properties": {
-            "hyperVGeneration": "V1",
+            "hyperVGeneration": hyperv_generation(boot_mode),
             "storageProfile": {
                 "osDisk": {
                     "osType": "Linux",

@@ -190,11 +190,12 @@ class AzureProvider(Provider):
         disk = resource_name(run.run_id, "disk")
         disk_id = scope.resource_id("Microsoft.Compute/disks", disk)
         run.add_resource(Resource("disk", disk_id, disk))
-        arm.disks_import(scope, disk, image.location, account_id, deadline)
+        boot_mode = image.prepared.boot_mode
+        arm.disks_import(scope, disk, image.location, account_id, deadline, boot_mode)
         name = resource_name(run.run_id, "image")
         image_id = scope.resource_id("Microsoft.Compute/images", name)
         run.add_resource(Resource("image", image_id, name))
-        arm.images_create(scope, name, disk_id, time.monotonic() + OPERATION_TIMEOUT)
+        arm.images_create(scope, name, disk_id, time.monotonic() + OPERATION_TIMEOUT, boot_mode)
         # libcloud boots any image object as {"imageReference": {"id": image.id}}.
         return NodeImage(image_id, name, scope.driver)
 

@@ -34,6 +34,14 @@ DISK_TYPE = "pd-balanced"
 #: Guest features of a Linux image exported from EC2: virtio-scsi multiqueue works with every
 #: kernel GCE supports; UEFI and gVNIC are not assumed (an AMI may boot by BIOS, lack gve).
 GUEST_OS_FEATURES = ("VIRTIO_SCSI_MULTIQUEUE",)
+
+
+def guest_os_features(boot_mode: str) -> list[str]:
+    """The image's guestOsFeatures: a UEFI image must say UEFI_COMPATIBLE, or GCE boots it
+    through its BIOS and it finds nothing to boot."""
+    return [*GUEST_OS_FEATURES, *(["UEFI_COMPATIBLE"] if boot_mode == "uefi" else [])]
+
+
 POLL_INTERVAL = 10.0  # seconds between images.get polls: imports take minutes
 _MD5_BLOCK = 1 << 20
 
@@ -123,7 +131,9 @@ def objects_delete(storage: Any, bucket: str, name: str) -> bool:
     return int(response.status) != 404
 
 
-def images_insert(driver: Any, name: str, source_url: str, description: str) -> None:
+def images_insert(
+    driver: Any, name: str, source_url: str, description: str, boot_mode: str = "bios"
+) -> None:
     """images.insert from the uploaded tar.gz; returns at once (see ``wait_image_ready``)."""
     call(
         "image registration",
@@ -131,7 +141,7 @@ def images_insert(driver: Any, name: str, source_url: str, description: str) -> 
             name,
             source_url,
             description=description,
-            guest_os_features=list(GUEST_OS_FEATURES),
+            guest_os_features=guest_os_features(boot_mode),
             use_existing=False,
             wait_for_completion=False,
         ),

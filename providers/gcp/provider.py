@@ -141,7 +141,13 @@ class GcpProvider(Provider):
         name = resource_name(run.run_id, "image")
         run.add_resource(Resource("image", name, name))
         driver = self.compute()
-        api.images_insert(driver, name, image.location, f"imagekit {image.prepared.name}")
+        api.images_insert(
+            driver,
+            name,
+            image.location,
+            f"imagekit {image.prepared.name}",
+            boot_mode=image.prepared.boot_mode,
+        )
         deadline = time.monotonic() + IMAGE_TIMEOUT
         body = api.wait_image_ready(driver, name, deadline, self.poll_interval)
         return NodeImage(

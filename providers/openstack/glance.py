@@ -110,6 +110,12 @@ def openstack_error(what: str, status: int, message: str) -> ProviderError:
     return ProviderError(f"OpenStack {what} failed: {message}", transient=status >= 500)
 
 
+def firmware_properties(boot_mode: str) -> dict[str, str]:
+    """Image properties Nova reads to pick the firmware: without ``hw_firmware_type=uefi`` a
+    UEFI-only image boots through SeaBIOS and finds nothing to boot."""
+    return {"hw_firmware_type": "uefi", "hw_machine_type": "q35"} if boot_mode == "uefi" else {}
+
+
 def images_create(
     conn: Any, name: str, disk_format: str, min_disk_gb: int, tags: dict[str, str]
 ) -> str:

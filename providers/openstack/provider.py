@@ -122,9 +122,8 @@ class OpenStackProvider(Provider):
         name = resource_name(run.run_id, "image")
         fmt = {"qcow2": "qcow2", "raw": "raw", "vhd-azure": "vhd"}[image.disk_format]
         gib = -(-image.virtual_size // (1 << 30))
-        image_id = glance.images_create(
-            self._images(), name, fmt, gib, {"imagekit_run": run.run_id}
-        )
+        properties = {"imagekit_run": run.run_id, **glance.firmware_properties(image.boot_mode)}
+        image_id = glance.images_create(self._images(), name, fmt, gib, properties)
         run.add_resource(Resource("image", image_id, name))
         glance.images_upload(self._images(), image_id, image.path)
         return UploadedImage(image, image_id)
