@@ -27,6 +27,7 @@ PASSPHRASE = "twin rehearsal passphrase"
 PLAN = """\
 version: 1
 name: shop
+aws: {region: us-east-1}
 sources:
   web: {tags: {role: web}, instance_type: t3.small}
 stores:
@@ -58,12 +59,14 @@ def test_rehearse_twin_runs_the_gcp_stack_on_gcp_twin(
 
     # Without --twin the target needs its cloud's credentials: a usage error, nothing booted.
     assert main(["rehearse", "--plan", str(plan), "--target", "gcp", "--json"]) == 2
-    capsys.readouterr()
+    assert "needs IMAGEKIT_TEST_GCP_KEY_NEVER_SET" in capsys.readouterr().err
 
     before = imagekit_namespaces()
     args = ["rehearse", "--plan", str(plan), "--target", "gcp", "--twin"]
     code = main([*args, "--report-dir", str(tmp_path / "reports"), "--json"])
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert captured.out, captured.err
+    report = json.loads(captured.out)
     assert code == 0, report.get("error")
     assert report["healthy"] is True and report["target"] == "gcp-twin"
     assert report["torn_down"] is True

@@ -77,10 +77,11 @@ def _run(case: Case, state: Path) -> Outcome:
     options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT)
     runs = RunStore(state)
     started = time.monotonic()
+    run_ids: list[str] = []
     try:
-        record = boot(provider, source, options, runs)
+        record = boot(provider, source, options, runs, on_run=lambda r: run_ids.append(r.run_id))
     except ImagekitError as exc:
-        return Outcome(time.monotonic() - started, False, str(exc), state=state)
+        return Outcome(time.monotonic() - started, False, str(exc), run_id=run_ids[0], state=state)
     seconds = time.monotonic() - started
     # Torn down as a later `imagekit teardown` would, from the record alone.
     from imagekit.providers.boot import teardown
@@ -94,7 +95,6 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     needs_root()
     for case in CASES.values():
         debian_disk(case.variant)  # fail before booting anything when an image is missing
-    before = imagekit_namespaces()
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {
             name: pool.submit(_run, case, tmp_path_factory.mktemp(name))
@@ -103,11 +103,12 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
         results = {name: future.result() for name, future in futures.items()}
     for name, outcome in results.items():
         print(f"{name}: {'healthy' if outcome.healthy else 'failed'} in {outcome.seconds:.0f} s")
-    assert imagekit_namespaces() <= before, "a twin left its network namespace behind"
     return results
 
 
 def _nothing_left(outcome: Outcome) -> None:
+    left = [ns for ns in imagekit_namespaces() if ns.startswith(f"imagekit-{outcome.run_id}-")]
+    assert left == [], "a twin left its network namespace behind"
     assert not list(outcome.state.glob("twins/*/nodes/*")), "a node folder was left"
     assert not list(outcome.state.glob("local/nodes/*")), "a node folder was left"
     assert not list((outcome.state / "runs").glob("*")), "a run record was left"
