@@ -7,6 +7,7 @@ place where authentication failures become ``WrongKey`` or ``IntegrityError`` na
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from imagekit.store.keys import (
     Access,
     KeySlot,
     MasterKey,
+    normalize_fingerprint,
     open_with_identity,
     open_with_passphrase,
     passphrase_slot,
@@ -46,6 +48,9 @@ from imagekit.store.locks import RepositoryLock
 from imagekit.store.manifest import ImageManifest, StoredImage, decode_manifest, encode_manifest
 from imagekit.store.memory import PageBuffers
 from imagekit.store.pack import header_length, join_into, object_id, pack_name, read_pack_header
+from imagekit.store.trust import KnownStores
+
+log = logging.getLogger(__name__)
 
 #: Parallel small reads (index objects, manifests, pack headers): latency-bound, not CPU-bound.
 METADATA_READERS = 8
@@ -57,9 +62,19 @@ PACK_TAIL_GUESS = 64 << 10
 class Config:
     id: bytes
     version: int
+    #: The fingerprint of the repository's keys as ``init`` wrote it. Plaintext and writable by
+    #: the storage provider: it is a claim, checked against the pinned value and the keys.
+    #: None in repositories written before fingerprints existed (they open all the same).
+    fingerprint: str | None = None
 
     def encode(self) -> bytes:
-        doc = {"format": REPOSITORY_FORMAT, "version": self.version, "id": self.id.hex()}
+        doc: dict[str, Any] = {
+            "format": REPOSITORY_FORMAT,
+            "version": self.version,
+            "id": self.id.hex(),
+        }
+        if self.fingerprint is not None:
+            doc["fingerprint"] = self.fingerprint
         return (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
 
     @staticmethod
@@ -72,6 +87,8 @@ class Config:
             if len(rid) != REPOSITORY_ID_SIZE:
                 raise ValueError("repository id has the wrong length")
             version = int(doc["version"])
+            declared = doc.get("fingerprint")
+            fingerprint = None if declared is None else normalize_fingerprint(str(declared))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"{where}/config: malformed ({exc})") from exc
         if version != REPOSITORY_VERSION:
@@ -80,7 +97,7 @@ class Config:
                 f"(this imagekit reads version {REPOSITORY_VERSION})",
                 hint="upgrade imagekit",
             )
-        return Config(rid, version)
+        return Config(rid, version, fingerprint)
 
 
 class Repository:
@@ -112,8 +129,9 @@ class Repository:
             raise UsageError("a repository needs at least one --recipient or a --passphrase")
         if backend.exists(CONFIG):
             raise UsageError(f"{backend.url}: already holds a repository")
-        config = Config(os.urandom(REPOSITORY_ID_SIZE), REPOSITORY_VERSION)
-        key = MasterKey.generate(config.id)
+        rid = os.urandom(REPOSITORY_ID_SIZE)
+        key = MasterKey.generate(rid)
+        config = Config(rid, REPOSITORY_VERSION, key.fingerprint)
         slots = [_slot_for(key, r, "read") for r in recipients]
         slots += [_slot_for(key, r, "write") for r in writers]
         if passphrase is not None:
@@ -131,32 +149,79 @@ class Repository:
         *,
         identity: Identity | None = None,
         passphrase: str | None = None,
+        fingerprint: str | None = None,
+        known: KnownStores | None = None,
     ) -> Repository:
+        """Open with an identity or passphrase, accepting only keys that match the fingerprint.
+
+        The fingerprint expected is ``fingerprint`` (pinned by a plan or the command line), else
+        the one ``known`` recorded for this store on first use, else the one ``config`` claims.
+        A slot whose keys do not match it is ignored with a warning (anyone who can write the
+        bucket can plant a slot sealed to a known recipient); with nothing to match, every slot
+        that opens must agree. ``known`` records the fingerprint on first use.
+        """
         config = read_config(backend)
         if identity is None and passphrase is None:
             raise UsageError(
                 f"{backend.url}: opening needs an identity (--identity) or a passphrase"
             )
-        opened: list[MasterKey] = []
+        expected, source = _expected_fingerprint(backend.url, config, fingerprint, known)
+        opened: list[tuple[str, MasterKey]] = []
+        foreign: list[str] = []
         for name, slot in read_slots(backend):
             if slot.repository != config.id.hex():
-                raise IntegrityError(f"{backend.url}/{name}: key slot of another repository")
+                log.warning("%s/%s: key slot of another repository; ignored", backend.url, name)
+                continue
             try:
                 if identity is not None and slot.type == "x25519":
-                    opened.append(open_with_identity(slot, identity.private))
+                    key = open_with_identity(slot, identity.private)
                 elif passphrase is not None and slot.type == "scrypt":
-                    opened.append(open_with_passphrase(slot, passphrase))
+                    key = open_with_passphrase(slot, passphrase)
+                else:
+                    continue
             except InvalidTag:
                 continue
             except ValueError as exc:
-                raise IntegrityError(f"{backend.url}/{name}: {exc}") from exc
-            if opened and opened[-1].access == "read":
-                break
+                log.warning("%s/%s: unusable key slot ignored (%s)", backend.url, name, exc)
+                continue
+            if expected is not None and key.fingerprint != expected:
+                log.warning(
+                    "%s/%s: key slot holds keys of fingerprint %s, not the %s fingerprint %s; "
+                    "ignored (it was not written with this repository's keys)",
+                    backend.url,
+                    name,
+                    key.fingerprint,
+                    source,
+                    expected,
+                )
+                foreign.append(name)
+                continue
+            opened.append((name, key))
+            if expected is not None and key.access == "read":
+                break  # the best there is: no need to pay for more key derivations
         if not opened:
             what = "identity" if identity is not None else "passphrase"
-            raise WrongKey(f"{backend.url}: no key slot opens with this {what}")
-        best = max(opened, key=lambda k: k.access == "read")
+            hint = None
+            if foreign:
+                hint = f"{len(foreign)} slot(s) opened with keys of another fingerprint: {foreign}"
+            raise WrongKey(f"{backend.url}: no key slot opens with this {what}", hint=hint)
+        prints = {key.fingerprint for _, key in opened}
+        if len(prints) > 1:
+            names = ", ".join(f"{n} ({k.fingerprint})" for n, k in opened)
+            raise IntegrityError(
+                f"{backend.url}: key slots open to different keys: {names}",
+                hint="some were planted; pin the fingerprint `imagekit store init` printed "
+                "(plan store `fingerprint:`, or --fingerprint)",
+            )
+        best = max((key for _, key in opened), key=lambda k: k.access == "read")
+        if fingerprint is None and known is not None and source != "recorded":
+            known.record(backend.url, best.fingerprint)
         return cls(backend, config, best)
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the keys this repository was opened with."""
+        return self.key.fingerprint
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -201,13 +266,45 @@ class Repository:
             self.backend.write_from(pack_name(pid), view)
         return pid, size
 
+    def list_packs(self) -> dict[str, int]:
+        """Pack id → size of every object under ``data/`` named as a pack; anything else there
+        is ignored with a warning (and so never indexed, restored from, or pruned)."""
+        packs = {}
+        for info in self.backend.list(DATA_PREFIX):
+            oid = info.name.rsplit("/", 1)[-1]
+            if _is_object_id(oid) and info.name == pack_name(oid):
+                packs[oid] = info.size
+            else:
+                log.warning("%s: not a pack name, ignored", self.where(info.name))
+        return packs
+
     def pack_ids(self) -> set[str]:
-        return {info.name.rsplit("/", 1)[-1] for info in self.backend.list(DATA_PREFIX)}
+        return set(self.list_packs())
+
+    def _ids(self, prefix: str) -> list[str]:
+        ids = []
+        for info in self.backend.list(prefix):
+            oid = info.name[len(prefix) :]
+            if _is_object_id(oid):
+                ids.append(oid)
+            else:
+                log.warning("%s: not an object name of the format, ignored", self.where(info.name))
+        return ids
 
     # -- index -----------------------------------------------------------------------------
 
     def index_names(self) -> list[str]:
-        return [info.name for info in self.backend.list(INDEX_PREFIX)]
+        return [f"{INDEX_PREFIX}{oid}" for oid in self._ids(INDEX_PREFIX)]
+
+    def _read_index_or_skip(self, name: str) -> list[PackRecord]:
+        try:
+            return self.read_index(name)
+        except IntegrityError as exc:
+            # Anyone who can write the bucket can add an object named by its own hash; one that
+            # does not authenticate was not written with this repository's keys. ``verify``
+            # reports it; here it only costs the chunks it claims, which are then in no index.
+            log.warning("%s; ignored", exc)
+            return []
 
     def read_index(self, name: str) -> list[PackRecord]:
         try:
@@ -218,7 +315,7 @@ class Repository:
     def load_index(self, names: Sequence[str] | None = None) -> Index:
         names = self.index_names() if names is None else names
         with ThreadPoolExecutor(METADATA_READERS) as pool:
-            parts = list(pool.map(self.read_index, names))
+            parts = list(pool.map(self._read_index_or_skip, names))
         return Index(r for part in parts for r in part)
 
     def write_index(self, records: Sequence[PackRecord]) -> tuple[str, int]:
@@ -290,6 +387,8 @@ class Repository:
             data = codec.decode(chunk_id, blob)
         except InvalidTag as exc:
             raise IntegrityError(f"{where}: failed authentication") from exc
+        except ValueError as exc:  # a frame claiming more than a chunk (a writer's bomb)
+            raise IntegrityError(f"{where}: {exc}") from exc
         if len(data) != loc.raw_length:
             raise IntegrityError(f"{where}: has {len(data)} bytes, index says {loc.raw_length}")
         return data
@@ -314,12 +413,20 @@ class Repository:
             raise IntegrityError(f"{self.where(name)}: {exc}") from exc
 
     def image_ids(self) -> list[str]:
-        return [info.name[len(IMAGES_PREFIX) :] for info in self.backend.list(IMAGES_PREFIX)]
+        return self._ids(IMAGES_PREFIX)
+
+    def _load_image_or_skip(self, image_id: str) -> StoredImage | None:
+        try:
+            return self.load_image(image_id)
+        except IntegrityError as exc:
+            log.warning("%s; ignored", exc)  # verify reports it; see _read_index_or_skip
+            return None
 
     def list_images(self) -> list[StoredImage]:
-        """Every image, oldest first."""
+        """Every image that authenticates, oldest first (the others: a warning each)."""
         with ThreadPoolExecutor(METADATA_READERS) as pool:
-            images = list(pool.map(self.load_image, self.image_ids()))
+            loaded = list(pool.map(self._load_image_or_skip, self.image_ids()))
+        images = [i for i in loaded if i is not None]
         return sorted(images, key=lambda i: (i.manifest.created, i.id))
 
     def resolve(self, ref: str, images: Sequence[StoredImage] | None = None) -> StoredImage:
@@ -374,6 +481,11 @@ class Repository:
             yield held
 
 
+def _is_object_id(text: str) -> bool:
+    """64 lowercase hex digits: the name of a content-addressed object."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _slot_for(key: MasterKey, recipient: str, access: Access) -> KeySlot:
     try:
         return recipient_slot(key, recipient, access)
@@ -392,14 +504,48 @@ def read_config(backend: Backend) -> Config:
     return Config.decode(data, backend.url)
 
 
+def _expected_fingerprint(
+    url: str, config: Config, pinned: str | None, known: KnownStores | None
+) -> tuple[str | None, str]:
+    """The fingerprint the keys must match, and where it came from."""
+    expected: str | None
+    if pinned is not None:
+        try:
+            expected, source = normalize_fingerprint(pinned), "pinned"
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    else:
+        recorded = known.get(url) if known is not None else None
+        expected, source = recorded, "recorded"
+    if expected is None:
+        return config.fingerprint, "declared"
+    if config.fingerprint is not None and config.fingerprint != expected:
+        raise IntegrityError(
+            f"{url}/config: declares fingerprint {config.fingerprint}, but the {source} "
+            f"fingerprint of this store is {expected}",
+            hint="the repository's keys were replaced, or the pin is wrong: compare with what "
+            "`imagekit store init` printed before trusting it",
+        )
+    return expected, source
+
+
 def read_slots(backend: Backend) -> list[tuple[str, KeySlot]]:
+    """Every well-formed key slot; anything else under ``keys/`` is ignored with a warning
+    (whoever can write the bucket can put objects there; they must not stop a client)."""
     slots = []
     for info in backend.list(KEYS_PREFIX):
         try:
             slots.append((info.name, KeySlot.decode(backend.read(info.name))))
         except ValueError as exc:
-            raise IntegrityError(f"{backend.url}/{info.name}: {exc}") from exc
+            log.warning("%s/%s: not a key slot, ignored (%s)", backend.url, info.name, exc)
+        except ObjectNotFound:
+            continue  # removed between the listing and the read
     return slots
+
+
+def declared_fingerprint(backend: Backend) -> str | None:
+    """The fingerprint ``config`` claims (needs no key, proves nothing on its own)."""
+    return read_config(backend).fingerprint
 
 
 def describe_slots(backend: Backend) -> list[dict[str, Any]]:
@@ -409,4 +555,11 @@ def describe_slots(backend: Backend) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["Config", "Repository", "describe_slots", "read_config", "read_slots"]
+__all__ = [
+    "Config",
+    "Repository",
+    "declared_fingerprint",
+    "describe_slots",
+    "read_config",
+    "read_slots",
+]

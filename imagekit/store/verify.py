@@ -15,8 +15,10 @@ from imagekit.store.backends.base import Backend
 from imagekit.store.crypto import InvalidTag
 from imagekit.store.format import DATA_PREFIX, IMAGES_PREFIX, INDEX_PREFIX
 from imagekit.store.index import Index, Location
+from imagekit.store.manifest import StoredImage
 from imagekit.store.pack import object_id, pack_name, read_pack_header
 from imagekit.store.repository import Repository, read_config, read_slots
+from imagekit.store.trust import SeenImages
 
 
 @dataclass
@@ -66,8 +68,14 @@ def verify_keyless(backend: Backend) -> VerifyReport:
 
 
 def verify(
-    repo: Repository, *, read_data: bool = False, progress: Progress | None = None
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    progress: Progress | None = None,
+    seen: SeenImages | None = None,
 ) -> VerifyReport:
+    """``seen``: this host's record of the newest images per lineage; a store serving older
+    ones (rolled back, or withholding manifests) is a problem."""
     report = VerifyReport()
     bar = progress or NullProgress()
     with repo.lock(exclusive=False):
@@ -89,12 +97,14 @@ def verify(
                 report.problems.append(f"{repo.where(pack_name(pack_id))}: indexed but missing")
             elif size < end:
                 report.problems.append(f"{repo.where(pack_name(pack_id))}: truncated")
+        loaded: list[StoredImage] = []
         for image_id in repo.image_ids():
             try:
                 image = repo.load_image(image_id)
             except StoreError as exc:
                 report.problems.append(str(exc))
                 continue
+            loaded.append(image)
             report.images += 1
             for volume in image.manifest.volumes:
                 missing = sum(1 for _, cid in volume.chunks if cid not in index)
@@ -103,6 +113,8 @@ def verify(
                         f"image {image_id[:12]} ({image.manifest.name}) volume {volume.name}: "
                         f"{missing} chunks in no index"
                     )
+        if seen is not None:
+            report.problems += [str(r) for r in seen.check(repo.url, loaded)]
         if read_data:
             bar.start("verify data", float(sum(s for p, s in listed.items() if p in index.packs)))
             for pack_id, record in index.packs.items():

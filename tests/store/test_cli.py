@@ -58,7 +58,7 @@ def test_round_trip_through_the_cli(run: Cli, keys: dict[str, Any], tmp_path: Pa
     init = run.json(
         "store", "init", store, "--recipient", keys["reader_r"], "--writer", keys["writer_r"]
     )
-    assert set(init) == {"id", "key_slots", "url"} and init["key_slots"] == 2
+    assert set(init) == {"id", "fingerprint", "key_slots", "url"} and init["key_slots"] == 2
 
     disk = make_disk(tmp_path / "disk.raw", SIZE, data_chunks=8)
     result = run.json(
@@ -137,8 +137,9 @@ def test_key_add_and_remove(run: Cli, keys: dict[str, Any], tmp_path: Path) -> N
     store = tmp_path / "repo"
     run("store", "init", store, "--passphrase")
     run("key", "add", store, "--recipient", keys["reader_r"])
-    slots = run.json("key", "list", store)
-    assert sorted(s["type"] for s in slots) == ["scrypt", "x25519"]
+    listed = run.json("key", "list", store)
+    assert sorted(s["type"] for s in listed["slots"]) == ["scrypt", "x25519"]
+    assert listed["fingerprint"].startswith("ikf1")
     assert run.json("images", "--store", store, "--identity", keys["reader"]) == []
     run("key", "remove", store, "--recipient", keys["reader_r"])
     run("images", "--store", store, "--identity", keys["reader"], code=2)
