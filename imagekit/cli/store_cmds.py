@@ -281,6 +281,26 @@ def store_prune(
     )
 
 
+@store.command("unlock")
+@click.argument("store_url", metavar="STORE")
+@click.argument("lock_name", metavar="LOCK")
+@identity_option
+@fingerprint_option
+def store_unlock(
+    store_url: str, lock_name: str, identity_path: Path | None, fingerprint: str | None
+) -> None:
+    """Remove lock LOCK (locks/…) when no live holder can own it: unreadable or stale.
+
+    A fresh lock that decrypts is refused: its holder is alive, and removing it could let a
+    prune delete what that holder is writing.
+    """
+    from imagekit.store.locks import remove_lock
+
+    with open_repository(store_url, identity_path, fingerprint) as repo:
+        what = remove_lock(repo.backend, repo.meta, lock_name)
+    note(f"removed {what}")
+
+
 @store.command("copy")
 @click.argument("src_url", metavar="SRC")
 @click.argument("dst_url", metavar="DST")

@@ -288,7 +288,7 @@ def ingest(
         raise InputError(f"volume names repeat: {names}")
     bar = progress or NullProgress()
     reuse_freed_buffers()
-    with repo.lock(exclusive=False):
+    with repo.lock(exclusive=False) as held:
         recovered = []
         if index is None:
             index = repo.load_index()
@@ -309,6 +309,7 @@ def ingest(
             bytes_read=session.bytes_read,
             bytes_uploaded=session.bytes_uploaded,
         )
+        held.check()  # no manifest once our lock may look stale: a prune may have run meanwhile
         image, size = repo.write_image(manifest)
     return IngestResult(
         image=image,

@@ -10,13 +10,18 @@ import blake3
 
 from imagekit.store.crypto import InvalidTag, MetaCipher
 from imagekit.store.format import (
+    CHUNK_SIZE,
     ENTRY_SIZE,
     ID_SIZE,
     KIND_PACK_HEADER,
+    NONCE_SIZE,
     SEALED_DATA_KEY_SIZE,
+    TAG_SIZE,
 )
 
 _ENTRY = struct.Struct("<32sIII")
+#: The longest a blob can be: nonce, marker byte, a whole chunk stored raw, tag.
+MAX_BLOB_SIZE = NONCE_SIZE + 1 + CHUNK_SIZE + TAG_SIZE
 _U32 = struct.Struct("<I")
 
 
@@ -62,6 +67,14 @@ def decode_entries(buf: bytes, pos: int) -> tuple[tuple[BlobEntry, ...], int]:
     if end > len(buf):
         raise ValueError("truncated entry list")
     entries = tuple(BlobEntry(*_ENTRY.unpack_from(buf, pos + i * ENTRY_SIZE)) for i in range(count))
+    for e in entries:
+        # A chunk is at most CHUNK_SIZE and its blob at most that plus the envelope; larger
+        # values are forged, and a reader would otherwise ask for gigabyte range reads.
+        if not 0 < e.raw_length <= CHUNK_SIZE or not 0 < e.length <= MAX_BLOB_SIZE:
+            raise ValueError(
+                f"entry for chunk {e.chunk_id.hex()[:16]} claims {e.length} stored and "
+                f"{e.raw_length} plain bytes, beyond a chunk's"
+            )
     return entries, end
 
 

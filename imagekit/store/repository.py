@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from imagekit.errors import IntegrityError, ObjectNotFound, StoreError, UsageError, WrongKey
-from imagekit.store.backends.base import Backend
+from imagekit.store.backends.base import Backend, ObjectInfo
 from imagekit.store.crypto import BlobCodec, InvalidTag, MetaCipher, seal, unseal
 from imagekit.store.format import (
     CONFIG,
@@ -266,20 +266,24 @@ class Repository:
             self.backend.write_from(pack_name(pid), view)
         return pid, size
 
-    def list_packs(self) -> dict[str, int]:
-        """Pack id → size of every object under ``data/`` named as a pack; anything else there
-        is ignored with a warning (and so never indexed, restored from, or pruned)."""
+    def pack_objects(self) -> dict[str, ObjectInfo]:
+        """Pack id → listing of every object under ``data/`` named as a pack; anything else
+        there is ignored with a warning (and so never indexed, restored from, or pruned)."""
         packs = {}
         for info in self.backend.list(DATA_PREFIX):
             oid = info.name.rsplit("/", 1)[-1]
             if _is_object_id(oid) and info.name == pack_name(oid):
-                packs[oid] = info.size
+                packs[oid] = info
             else:
                 log.warning("%s: not a pack name, ignored", self.where(info.name))
         return packs
 
+    def list_packs(self) -> dict[str, int]:
+        """Pack id → size (see ``pack_objects``)."""
+        return {p: info.size for p, info in self.pack_objects().items()}
+
     def pack_ids(self) -> set[str]:
-        return set(self.list_packs())
+        return set(self.pack_objects())
 
     def _ids(self, prefix: str) -> list[str]:
         ids = []

@@ -69,10 +69,16 @@ def plan_reads(volume: VolumeManifest, index: Index, where: str) -> list[_Run]:
     for chunk_index, cid in volume.chunks:
         targets[cid].append(chunk_index)
     by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
-    for cid in targets:
+    for cid, indexes in targets.items():
         loc = index.get(cid)
         if loc is None:
             raise IntegrityError(f"{where}: chunk {cid.hex()[:16]} is in no index")
+        # Never write past the volume's end: decode_blob holds each chunk to raw_length.
+        if max(indexes) * CHUNK_SIZE + loc.raw_length > volume.virtual_size:
+            raise IntegrityError(
+                f"{where}: chunk {cid.hex()[:16]} ({loc.raw_length} bytes at chunk index "
+                f"{max(indexes)}) would end past volume {volume.name}'s {volume.virtual_size} bytes"
+            )
         by_pack[loc.pack_id].append((cid, loc))
     runs: list[_Run] = []
     for pack_id, blobs in by_pack.items():
@@ -197,7 +203,8 @@ def restore_volume_raw(
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.chmod(tmp, 0o644)
+    # Left 0600 (as created): a disk image holds whatever secrets the machine had; widen it
+    # deliberately if others must read it.
     os.replace(tmp, out)
     return out
 

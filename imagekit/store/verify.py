@@ -86,7 +86,7 @@ def verify(
             except StoreError as exc:
                 report.problems.append(str(exc))
         index = Index(records)
-        listed = {i.name.rsplit("/", 1)[-1]: i.size for i in repo.backend.list(DATA_PREFIX)}
+        listed = repo.list_packs()
         report.packs = len(listed)
         report.chunks = len(index)
         report.unindexed_packs = len(set(listed) - set(index.packs))
