@@ -145,7 +145,15 @@ class _Guard:
             self.report.failures.append(Failure(self.step, self.subject, str(exc)))
             self.failed = True
             return True
-        return False
+        if isinstance(exc, Exception):
+            # A bug (or a library's untranslated error) in one role's step must not cost the
+            # other roles their export: it becomes this step's failure, traceback in the log.
+            log.error("%s %s failed unexpectedly", self.step, self.subject, exc_info=exc)
+            message = f"unexpected {type(exc).__name__}: {exc} (a bug: the traceback is in the log)"
+            self.report.failures.append(Failure(self.step, self.subject, message))
+            self.failed = True
+            return True
+        return False  # KeyboardInterrupt, SystemExit: the run stops
 
 
 def run_export(

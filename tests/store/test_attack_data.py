@@ -199,3 +199,45 @@ def test_stray_objects_are_ignored_everywhere(
     assert again.chunks_new == 0
     for name in ("data/zz/notes.txt", "index/README", "images/ABC"):
         assert name in caplog.text
+
+
+def test_a_lineage_base_with_chunks_in_no_index_is_not_built_on(
+    repo: Repository, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Packs of the previous image were lost (deleted, withheld): the next export reads the
+    volume in full instead of failing every night on a bare KeyError."""
+    from types import SimpleNamespace
+
+    from imagekit.export.ami import VolumeSpec
+    from imagekit.export.job import AMI_METADATA, plan_volume
+    from imagekit.store.index import Index
+
+    disk = make_disk(tmp_path / "d.raw", 1 << 30, data_chunks=2)  # sparse: 1 GiB, as the EBS size
+    vol = VolumeSpec("/dev/xvda", "snap-1", 1)
+    stored = ingest(
+        repo,
+        [RawFileSource(disk, name="xvda")],
+        name="web",
+        source="s",
+        metadata={
+            AMI_METADATA: {"volumes": [{"device_name": "/dev/xvda", "snapshot_id": "snap-1"}]}
+        },
+    ).image
+    whole = repo.load_index()
+    ebs = SimpleNamespace(list_snapshot_blocks=None, list_changed_blocks=None)  # never called
+    assert plan_volume(ebs, [stored], "web", vol, whole).stats.mode == "unchanged"
+    with caplog.at_level("WARNING"):
+        plan = plan_volume(ebs, [stored], "web", vol, Index())
+    assert plan.stats.mode == "full" and plan.base is None
+    assert "in no index" in caplog.text and stored.id[:12] in caplog.text
+
+
+def test_ingest_refuses_a_base_naming_chunks_in_no_index(
+    backend: MemoryBackend, repo: Repository, tmp_path: Path
+) -> None:
+    disk = make_disk(tmp_path / "d.raw", 2 << 20, data_chunks=2)
+    base = VolumeManifest("disk0", 2 << 20, ((0, b"z" * 32),))
+    source = RawFileSource(disk, base=base)
+    with pytest.raises(IntegrityError, match="in no index"):
+        ingest(repo, [source], name="web", source="s")
+    assert not backend.names(IMAGES_PREFIX)
