@@ -277,9 +277,13 @@ def restore(
                     with clock.time(RESTORE):
                         raw = restore_raw(stage / "disk.raw", clock=clock)
                     with clock.time(CONVERT):
-                        convert_image(
-                            raw, path, fmt, source_format="raw", force=force, progress=progress
-                        )
+                        # Converted inside the staging folder (0700), made 0600 there, then
+                        # renamed into place: qemu-img and tar create files by the umask
+                        # (0644 usually), and a disk image is never to be readable by others.
+                        converted = stage / f"converted{FORMAT_SUFFIX[fmt]}"
+                        convert_image(raw, converted, fmt, source_format="raw", progress=progress)
+                        os.chmod(converted, 0o600)
+                        os.replace(converted, path)
             results.append(
                 {
                     "volume": volume.name,
