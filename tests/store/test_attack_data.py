@@ -15,7 +15,7 @@ import pytest
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from imagekit.errors import IntegrityError
+from imagekit.errors import IntegrityError, UsageError
 from imagekit.store.crypto import DecompressionLimit, MetaCipher, _unzstd, chunk_id
 from imagekit.store.format import (
     BLOB_ZSTD,
@@ -241,3 +241,16 @@ def test_ingest_refuses_a_base_naming_chunks_in_no_index(
     with pytest.raises(IntegrityError, match="in no index"):
         ingest(repo, [source], name="web", source="s")
     assert not backend.names(IMAGES_PREFIX)
+
+
+def test_a_disk_too_large_for_the_target_format_is_refused_before_restoring(
+    repo: Repository, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    huge = VolumeManifest("disk0", 2041 << 30, ())
+    image, _ = repo.write_image(ImageManifest("huge", datetime.now(UTC), "s", (huge,)))
+    out = tmp_path / "out.vhd"
+    with pytest.raises(UsageError, match="2040 GiB"):
+        restore(repo, image, out, fmt="vhd-azure")
+    assert list(tmp_path.iterdir()) == []  # nothing started
