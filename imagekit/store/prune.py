@@ -81,8 +81,10 @@ def prune(
         objects = repo.pack_objects()
         listed = {p: info.size for p, info in objects.items()}
         now = held.storage_now if held.storage_now is not None else time.time()
-        keep = [r for r in index.packs.values() if any(e.chunk_id in referenced for e in r.entries)]
+        records = index.records()
+        keep = [r for r in records if any(e.chunk_id in referenced for e in r.entries)]
         keep_ids = {r.pack_id for r in keep}
+        indexed = index.pack_ids
         # Unindexed packs are a crash's leftovers, or a live writer's between its pack and its
         # index uploads whose lock this prune did not see (stale by a wrong clock, missed by an
         # eventually consistent listing): only those older than PACK_GRACE by the storage's
@@ -90,7 +92,7 @@ def prune(
         young = {
             p
             for p, info in objects.items()
-            if p not in index.packs and (info.modified is None or now - info.modified < PACK_GRACE)
+            if p not in indexed and (info.modified is None or now - info.modified < PACK_GRACE)
         }
         drop = sorted(p for p in listed if p not in keep_ids and p not in young)
         freed = sum(listed[p] for p in drop)
