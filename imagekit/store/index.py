@@ -122,19 +122,25 @@ class Index:
         if needed <= self._slots * _MAX_LOAD:
             return
         old, old_used = self._table, self._used
-        self._slots = int(needed / _RESIZE_LOAD) + 1
-        self._table = bytearray(self._slots * SLOT_SIZE)
-        self._used = bytearray(self._slots)
-        self._count = 0
-        view = memoryview(old)
-        self._insert(_SLOT.unpack_from(view, i * SLOT_SIZE) for i, u in enumerate(old_used) if u)
+        size = self._slots = int(needed / _RESIZE_LOAD) + 1
+        table = self._table = bytearray(size * SLOT_SIZE)
+        used = self._used = bytearray(size)
+        for j, u in enumerate(old_used):
+            if u:  # ids are unique in the old table: move each slot to its first free place
+                o = j * SLOT_SIZE
+                i = hash(bytes(old[o : o + 32])) % size
+                while used[i]:
+                    i = i + 1 if i + 1 < size else 0
+                table[i * SLOT_SIZE : (i + 1) * SLOT_SIZE] = old[o : o + SLOT_SIZE]
+                used[i] = 1
 
-    def _insert(self, slots: Iterable[tuple[bytes, int, int, int, int]]) -> None:
-        """Put each (chunk id, pack number, offset, length, raw length) unless its id is in."""
+    def _insert_entries(self, entries: Iterable[tuple[bytes, int, int, int]], number: int) -> None:
+        """Put each (chunk id, offset, length, raw length) of pack ``number`` unless its id is
+        in. The one hot loop of opening a repository: kept flat, names local."""
         table, used, size = self._table, self._used, self._slots
         pack_into = _SLOT.pack_into
         added = 0
-        for cid, number, offset, length, raw in slots:
+        for cid, offset, length, raw in entries:
             i = hash(cid) % size
             while used[i]:
                 o = i * SLOT_SIZE
@@ -150,7 +156,9 @@ class Index:
     def add(self, record: PackRecord) -> None:
         number = self._pack_number(record.pack_id, record.sealed_data_key)
         self._grow(self._count + len(record.entries))
-        self._insert((e.chunk_id, number, e.offset, e.length, e.raw_length) for e in record.entries)
+        self._insert_entries(
+            ((e.chunk_id, e.offset, e.length, e.raw_length) for e in record.entries), number
+        )
 
     def add_payload(self, payload: bytes) -> None:
         """Add an index object's payload (``decode_index``'s input) without building a Python
@@ -170,10 +178,7 @@ class Index:
             self._grow(self._count + entries)
             pos += 4
             end = pos + entries * ENTRY_SIZE
-            self._insert(
-                (cid, number, offset, length, raw)
-                for cid, offset, length, raw in _ENTRY_FIELDS.iter_unpack(view[pos:end])
-            )
+            self._insert_entries(_ENTRY_FIELDS.iter_unpack(view[pos:end]), number)
             pos = end
         if pos != len(payload):
             raise ValueError("trailing bytes after the index")

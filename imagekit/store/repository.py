@@ -309,16 +309,6 @@ class Repository:
     def index_names(self) -> list[str]:
         return [f"{INDEX_PREFIX}{oid}" for oid in self._ids(INDEX_PREFIX)]
 
-    def _read_index_or_skip(self, name: str) -> list[PackRecord]:
-        try:
-            return self.read_index(name)
-        except IntegrityError as exc:
-            # Anyone who can write the bucket can add an object named by its own hash; one that
-            # does not authenticate was not written with this repository's keys. ``verify``
-            # reports it; here it only costs the chunks it claims, which are then in no index.
-            log.warning("%s; ignored", exc)
-            return []
-
     def read_index(self, name: str) -> list[PackRecord]:
         try:
             return decode_index(self.read_meta(KIND_INDEX, name))
@@ -357,7 +347,10 @@ class Repository:
         try:
             return self.read_meta(KIND_INDEX, name)
         except IntegrityError as exc:
-            log.warning("%s; ignored", exc)  # see _read_index_or_skip
+            # Anyone who can write the bucket can add an object named by its own hash; one that
+            # does not authenticate was not written with this repository's keys. ``verify``
+            # reports it; here it only costs the chunks it claims, which are then in no index.
+            log.warning("%s; ignored", exc)
             return None
 
     def write_index(self, records: Sequence[PackRecord]) -> tuple[str, int]:
@@ -461,7 +454,7 @@ class Repository:
         try:
             return self.load_image(image_id)
         except IntegrityError as exc:
-            log.warning("%s; ignored", exc)  # verify reports it; see _read_index_or_skip
+            log.warning("%s; ignored", exc)  # verify reports it; see _index_payload
             return None
 
     def list_images(self) -> list[StoredImage]:
