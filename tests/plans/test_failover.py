@@ -450,3 +450,24 @@ def test_a_primary_withholding_its_newest_image_loses_to_the_replica(
     assert doc["actions"][0].startswith("pass over store primary")
     assert "rolled back" in doc["actions"][0] and newer.id[:12] in doc["actions"][0]
     assert any(a.startswith("read images from store replica") for a in doc["actions"])
+
+
+def test_a_plan_pinning_other_keys_cannot_open_the_store(bench: Path) -> None:
+    """The plan's fingerprint is the trust anchor: a store whose config and slots name other
+    keys (replaced wholesale by whoever controls the bucket) is refused, naming both values."""
+    from imagekit.errors import IntegrityError
+    from imagekit.plans.load import load_plan
+    from imagekit.plans.stores import open_store
+
+    plan = load_plan(bench / "plan.yaml")
+    with open_backend(str(bench / "stores" / "primary")) as backend:
+        real = Repository.open(backend, passphrase=PASSPHRASE).fingerprint
+    with open_backend(str(bench / "stores" / "replica")) as backend:
+        other = Repository.open(backend, passphrase=PASSPHRASE).fingerprint
+    spec = plan.stores.primary.model_copy(update={"fingerprint": other})
+    with pytest.raises(IntegrityError) as err, open_store(spec, bench / "state"):
+        pass
+    assert real in str(err.value) and other in str(err.value)
+    pinned = plan.stores.primary.model_copy(update={"fingerprint": real})
+    with open_store(pinned, bench / "state") as repo:
+        assert repo.fingerprint == real

@@ -129,3 +129,24 @@ def test_an_undecryptable_lock_has_a_checked_removal(
         remove_lock(backend, repo.meta, planted)
     with repo.lock(exclusive=True):
         pass
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01T02:00:00.000Z",  # S3, GCS listings
+        "Wed, 01 May 2024 02:00:00 GMT",  # headers, Azure listings
+        "2024-05-01T02:00:00.000000",  # Swift's JSON listing: UTC without a zone
+    ],
+)
+def test_storage_timestamps_are_read_from_every_drivers_format(text: str) -> None:
+    from imagekit.store.backends.cloud import modified_time
+
+    assert modified_time({"last_modified": text}) == 1714528800.0
+
+
+def test_a_storage_without_timestamps_gives_none() -> None:
+    from imagekit.store.backends.cloud import modified_time
+
+    assert modified_time({}) is None and modified_time(None) is None
+    assert modified_time({"last_modified": "yesterday"}) is None
