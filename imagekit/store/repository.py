@@ -172,7 +172,10 @@ class Repository:
         expected, source = _expected_fingerprint(backend.url, config, fingerprint, known)
         opened: list[tuple[str, MasterKey]] = []
         foreign: list[str] = []
-        for name, slot in read_slots(backend):
+        # Cheapest key derivation first: a planted passphrase slot may ask for the most scrypt
+        # the bounds allow (~1 GiB, seconds), and once a matching read slot opens the search
+        # stops, so the repository's own (default-cost) slots are reached before such bait.
+        for name, slot in sorted(read_slots(backend), key=_slot_cost):
             if slot.repository != config.id.hex():
                 log.warning("%s/%s: key slot of another repository; ignored", backend.url, name)
                 continue
@@ -537,6 +540,11 @@ def read_config(backend: Backend) -> Config:
             hint="create one with `imagekit store init`",
         ) from exc
     return Config.decode(data, backend.url)
+
+
+def _slot_cost(item: tuple[str, KeySlot]) -> int:
+    n, r, p, _ = item[1].scrypt or (0, 0, 0, b"")
+    return n * r * p
 
 
 def _expected_fingerprint(

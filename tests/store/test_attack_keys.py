@@ -222,3 +222,30 @@ def test_a_malformed_pin_is_a_usage_error(
 ) -> None:
     with pytest.raises(UsageError, match="fingerprint"):
         Repository.open(backend, identity=reader, fingerprint="ikf1nope")
+
+
+def test_a_costly_planted_passphrase_slot_is_never_derived_before_the_real_one(
+    backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who knew the passphrase (a former operator) plants a slot of other keys, at the
+    highest scrypt cost the bounds allow: it is ignored, and not even derived."""
+    repo = Repository.init(backend, passphrase="pw")
+    attacker = BucketAttacker(backend)
+    slot = passphrase_slot(attacker.key, "pw", "read", n=2, r=1, p=1)
+    doc = json.loads(slot.encode())
+    doc["scrypt"].update(n=1 << 20, r=8, p=2)  # within the bounds: 1 GiB and 2^24 of work
+    for i in range(3):
+        attacker.plant_object(f"keys/bait{i}", json.dumps(doc).encode())
+    from imagekit.store import keys
+
+    derived: list[int] = []
+    real = keys.scrypt_key
+
+    def counting(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+        derived.append(n)
+        return real(passphrase, salt, n, r, p)
+
+    monkeypatch.setattr(keys, "scrypt_key", counting)
+    opened = Repository.open(backend, passphrase="pw", fingerprint=repo.fingerprint)
+    assert opened.key.read_public == repo.key.read_public
+    assert derived == [1 << 15]  # the real slot only
