@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from imagekit.store.format import ENTRY_SIZE, ID_SIZE, SEALED_DATA_KEY_SIZE
@@ -235,6 +236,43 @@ class Index:
             PackRecord(pid, sealed, tuple(sorted(found, key=lambda e: e.offset)))
             for pid, sealed, found in zip(self._pack_ids, self._sealed, entries, strict=True)
         ]
+
+    def _slots_by_pack(self) -> list[array[int]]:
+        """Per pack number, the table positions of the chunks it resolves (4 bytes each)."""
+        by_pack = [array("I") for _ in self._pack_ids]
+        table = self._table
+        for i, u in enumerate(self._used):
+            if u:
+                o = i * SLOT_SIZE
+                by_pack[_U32.unpack_from(table, o + 32)[0]].append(i)
+        return by_pack
+
+    def packs_holding(self, chunk_ids: Collection[bytes]) -> set[str]:
+        """The packs the table resolves any of ``chunk_ids`` to (one pass, no objects per
+        chunk): what prune keeps."""
+        held = set()
+        for cid in chunk_ids:
+            o = self._find(cid)
+            if o >= 0:
+                held.add(self._pack_ids[_U32.unpack_from(self._table, o + 32)[0]])
+        return held
+
+    def encode(self, pack_ids: Collection[str]) -> bytes:
+        """The index payload (``encode_index``'s output) of ``pack_ids``, straight from the
+        table: a prune rewrites the index of millions of chunks without a record per chunk."""
+        wanted = [self._numbers[p] for p in self._pack_ids if p in pack_ids]
+        by_pack = self._slots_by_pack()
+        table = self._table
+        out = bytearray(_U32.pack(len(wanted)))
+        for number in wanted:
+            out += bytes.fromhex(self._pack_ids[number]) + self._sealed[number]
+            positions = by_pack[number]
+            out += _U32.pack(len(positions))
+            for i in positions:
+                o = i * SLOT_SIZE
+                out += table[o : o + 32]  # chunk id
+                out += table[o + 36 : o + SLOT_SIZE]  # offset, length, raw length
+        return bytes(out)
 
     @property
     def packs(self) -> dict[str, PackRecord]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from imagekit.errors import IntegrityError
 from imagekit.progress import NullProgress, Progress
-from imagekit.store.format import LOCK_STALE_AFTER
+from imagekit.store.format import INDEX_PREFIX, KIND_INDEX, LOCK_STALE_AFTER
 from imagekit.store.manifest import StoredImage
 from imagekit.store.pack import pack_name
 from imagekit.store.repository import Repository
@@ -81,9 +81,7 @@ def prune(
         objects = repo.pack_objects()
         listed = {p: info.size for p, info in objects.items()}
         now = held.storage_now if held.storage_now is not None else time.time()
-        records = index.records()
-        keep = [r for r in records if any(e.chunk_id in referenced for e in r.entries)]
-        keep_ids = {r.pack_id for r in keep}
+        keep_ids = index.packs_holding(referenced)
         indexed = index.pack_ids
         # Unindexed packs are a crash's leftovers, or a live writer's between its pack and its
         # index uploads whose lock this prune did not see (stale by a wrong clock, missed by an
@@ -102,7 +100,11 @@ def prune(
             for image in plan.drop:
                 repo.delete_image(image.id)
                 bar.advance(1)
-            new_index = repo.write_index(keep)[0] if keep else None
+            new_index = (
+                repo.write_meta(KIND_INDEX, INDEX_PREFIX, index.encode(keep_ids))[0]
+                if keep_ids
+                else None
+            )
             for name in index_names:
                 if name.rsplit("/", 1)[-1] != new_index:
                     repo.backend.delete(name)
@@ -111,7 +113,7 @@ def prune(
                 bar.advance(1)
             bar.finish()
         leftovers = 0 if dry_run else repo.backend.remove_leftovers(LEFTOVER_AGE)
-    return PruneReport(plan, len(drop), freed, len(keep), dry_run, leftovers, len(young))
+    return PruneReport(plan, len(drop), freed, len(keep_ids), dry_run, leftovers, len(young))
 
 
 __all__ = ["PruneReport", "RetentionPolicy", "prune"]

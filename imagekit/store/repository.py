@@ -563,11 +563,13 @@ def _expected_fingerprint(
     if expected is None:
         return config.fingerprint, "declared"
     if config.fingerprint is not None and config.fingerprint != expected:
+        where = f" in {known.path}" if source == "recorded" and known is not None else ""
         raise IntegrityError(
             f"{url}/config: declares fingerprint {config.fingerprint}, but the {source} "
-            f"fingerprint of this store is {expected}",
+            f"fingerprint of this store is {expected}{where}",
             hint="the repository's keys were replaced, or the pin is wrong: compare with what "
-            "`imagekit store init` printed before trusting it",
+            "`imagekit store init` printed; only if the store was re-created on purpose, "
+            "remove its entry there (or pin the new value)",
         )
     return expected, source
 

@@ -81,3 +81,18 @@ def test_load_index_reads_every_object_into_one_table(repo: Repository) -> None:
     index = repo.load_index()
     assert len(index) == 5 * 30 + 7 * 20
     assert {r.pack_id for r in index.records()} == {r.pack_id for r in a + b}
+
+
+def test_encoding_from_the_table_matches_the_records() -> None:
+    records = _records(30, 40)
+    index = Index(records)
+    kept = {r.pack_id for r in records[::3]}
+    direct = decode_index(index.encode(kept))
+    assert {r.pack_id: set(r.entries) for r in direct} == {
+        r.pack_id: set(r.entries) for r in records if r.pack_id in kept
+    }
+    assert {r.pack_id: r.sealed_data_key for r in direct} == {
+        r.pack_id: r.sealed_data_key for r in records if r.pack_id in kept
+    }
+    some = [records[4].entries[0].chunk_id, records[7].entries[3].chunk_id, os.urandom(32)]
+    assert index.packs_holding(some) == {records[4].pack_id, records[7].pack_id}
