@@ -226,16 +226,22 @@ class Index:
     def pack_ids(self) -> set[str]:
         return set(self._numbers)
 
+    def iter_records(self) -> Iterator[PackRecord]:
+        """Every pack with the entries the table resolves to it, one pack at a time (a chunk
+        indexed in two packs is listed with the first): memory for one pack's entries, not all."""
+        by_pack = self._slots_by_pack()
+        view = memoryview(self._table)
+        for number, positions in enumerate(by_pack):
+            entries = []
+            for i in positions:
+                cid, _, offset, length, raw = _SLOT.unpack_from(view, i * SLOT_SIZE)
+                entries.append(BlobEntry(cid, offset, length, raw))
+            entries.sort(key=lambda e: e.offset)
+            yield PackRecord(self._pack_ids[number], self._sealed[number], tuple(entries))
+
     def records(self) -> list[PackRecord]:
-        """Every pack with the entries the table resolves to it (one pass over the table;
-        a chunk indexed in two packs is listed with the first). For prune and verify."""
-        entries: list[list[BlobEntry]] = [[] for _ in self._pack_ids]
-        for cid, number, offset, length, raw in self._slots_used():
-            entries[number].append(BlobEntry(cid, offset, length, raw))
-        return [
-            PackRecord(pid, sealed, tuple(sorted(found, key=lambda e: e.offset)))
-            for pid, sealed, found in zip(self._pack_ids, self._sealed, entries, strict=True)
-        ]
+        """``iter_records`` as a list."""
+        return list(self.iter_records())
 
     def _slots_by_pack(self) -> list[array[int]]:
         """Per pack number, the table positions of the chunks it resolves (4 bytes each)."""

@@ -13,7 +13,7 @@ from imagekit.errors import StoreError, WrongKey
 from imagekit.progress import NullProgress, Progress
 from imagekit.store.backends.base import Backend
 from imagekit.store.crypto import InvalidTag
-from imagekit.store.format import DATA_PREFIX, IMAGES_PREFIX, INDEX_PREFIX
+from imagekit.store.format import DATA_PREFIX, IMAGES_PREFIX, INDEX_PREFIX, KIND_INDEX
 from imagekit.store.index import Index, Location
 from imagekit.store.manifest import StoredImage
 from imagekit.store.pack import object_id, pack_name, read_pack_header
@@ -79,19 +79,21 @@ def verify(
     report = VerifyReport()
     bar = progress or NullProgress()
     with repo.lock(exclusive=False):
-        records = []
+        index = Index()
         for name in repo.index_names():
             try:
-                records.extend(repo.read_index(name))
+                index.add_payload(repo.read_meta(KIND_INDEX, name))
             except StoreError as exc:
                 report.problems.append(str(exc))
-        index = Index(records)
+            except ValueError as exc:
+                report.problems.append(f"{repo.where(name)}: {exc}")
         listed = repo.list_packs()
         report.packs = len(listed)
         report.chunks = len(index)
-        packs = index.packs  # rebuilt from the table: once
-        report.unindexed_packs = len(set(listed) - set(packs))
-        for pack_id, record in packs.items():
+        packs = index.pack_ids
+        report.unindexed_packs = len(set(listed) - packs)
+        for record in index.iter_records():  # one pack's entries in memory at a time
+            pack_id = record.pack_id
             size = listed.get(pack_id)
             end = max((e.offset + e.length for e in record.entries), default=0)
             if size is None:
@@ -118,7 +120,8 @@ def verify(
             report.problems += [str(r) for r in seen.check(repo.url, loaded)]
         if read_data:
             bar.start("verify data", float(sum(s for p, s in listed.items() if p in packs)))
-            for pack_id, record in packs.items():
+            for record in index.iter_records():
+                pack_id = record.pack_id
                 if pack_id in listed:
                     _check_pack(repo, pack_id, record.entries, report)
                     bar.advance(listed[pack_id])
