@@ -170,42 +170,7 @@ class Repository:
                 f"{backend.url}: opening needs an identity (--identity) or a passphrase"
             )
         expected, source = _expected_fingerprint(backend.url, config, fingerprint, known)
-        opened: list[tuple[str, MasterKey]] = []
-        foreign: list[str] = []
-        # Cheapest key derivation first: a planted passphrase slot may ask for the most scrypt
-        # the bounds allow (~1 GiB, seconds), and once a matching read slot opens the search
-        # stops, so the repository's own (default-cost) slots are reached before such bait.
-        for name, slot in sorted(read_slots(backend), key=_slot_cost):
-            if slot.repository != config.id.hex():
-                log.warning("%s/%s: key slot of another repository; ignored", backend.url, name)
-                continue
-            try:
-                if identity is not None and slot.type == "x25519":
-                    key = open_with_identity(slot, identity.private)
-                elif passphrase is not None and slot.type == "scrypt":
-                    key = open_with_passphrase(slot, passphrase)
-                else:
-                    continue
-            except InvalidTag:
-                continue
-            except ValueError as exc:
-                log.warning("%s/%s: unusable key slot ignored (%s)", backend.url, name, exc)
-                continue
-            if expected is not None and key.fingerprint != expected:
-                log.warning(
-                    "%s/%s: key slot holds keys of fingerprint %s, not the %s fingerprint %s; "
-                    "ignored (it was not written with this repository's keys)",
-                    backend.url,
-                    name,
-                    key.fingerprint,
-                    source,
-                    expected,
-                )
-                foreign.append(name)
-                continue
-            opened.append((name, key))
-            if expected is not None and key.access == "read":
-                break  # the best there is: no need to pay for more key derivations
+        opened, foreign = _open_slots(backend, config, identity, passphrase, expected, source)
         if not opened:
             what = "identity" if identity is not None else "passphrase"
             hint = None
@@ -540,6 +505,55 @@ def read_config(backend: Backend) -> Config:
             hint="create one with `imagekit store init`",
         ) from exc
     return Config.decode(data, backend.url)
+
+
+def _open_slots(
+    backend: Backend,
+    config: Config,
+    identity: Identity | None,
+    passphrase: str | None,
+    expected: str | None,
+    source: str,
+) -> tuple[list[tuple[str, MasterKey]], list[str]]:
+    """The slots that open with the identity or passphrase and match ``expected`` (when set),
+    and the names of those that opened with keys of another fingerprint."""
+    opened: list[tuple[str, MasterKey]] = []
+    foreign: list[str] = []
+    # Cheapest key derivation first: a planted passphrase slot may ask for the most scrypt
+    # the bounds allow (~1 GiB, seconds), and once a matching read slot opens the search
+    # stops, so the repository's own (default-cost) slots are reached before such bait.
+    for name, slot in sorted(read_slots(backend), key=_slot_cost):
+        if slot.repository != config.id.hex():
+            log.warning("%s/%s: key slot of another repository; ignored", backend.url, name)
+            continue
+        try:
+            if identity is not None and slot.type == "x25519":
+                key = open_with_identity(slot, identity.private)
+            elif passphrase is not None and slot.type == "scrypt":
+                key = open_with_passphrase(slot, passphrase)
+            else:
+                continue
+        except InvalidTag:
+            continue
+        except ValueError as exc:
+            log.warning("%s/%s: unusable key slot ignored (%s)", backend.url, name, exc)
+            continue
+        if expected is not None and key.fingerprint != expected:
+            log.warning(
+                "%s/%s: key slot holds keys of fingerprint %s, not the %s fingerprint %s; "
+                "ignored (it was not written with this repository's keys)",
+                backend.url,
+                name,
+                key.fingerprint,
+                source,
+                expected,
+            )
+            foreign.append(name)
+            continue
+        opened.append((name, key))
+        if expected is not None and key.access == "read":
+            break  # the best there is: no need to pay for more key derivations
+    return opened, foreign
 
 
 def _slot_cost(item: tuple[str, KeySlot]) -> int:
