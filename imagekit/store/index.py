@@ -91,8 +91,9 @@ class Index:
     per chunk (a dict of ``Location`` objects cost ~378 bytes a chunk, ~755 MiB per TiB of
     unique data, in every export, restore, prune and verify). Slots are found by Python's own
     ``hash`` of the id (SipHash with a per-process key), so a writer forging ids cannot aim
-    them at one stretch of the table. The first pack to name a chunk wins; duplicates (two
-    concurrent writers) are equally good.
+    them at one stretch of the table (unless ``PYTHONHASHSEED`` fixes the key: leave it
+    unset). The first pack to name a chunk wins; duplicates (two concurrent writers) are
+    equally good.
 
     Not thread-safe for writes: one owner thread adds; lookups may run from many threads.
     """
