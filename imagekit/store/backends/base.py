@@ -14,8 +14,8 @@ Promises (the conformance suite in ``tests/store/backends/test_conformance.py`` 
   ``length`` is None). A missing object raises ``ObjectNotFound``. A read past the end returns
   what exists; a short read of a range that exists raises ``IntegrityError`` (truncated download).
 - ``stat(name)``: ``ObjectInfo`` or ``ObjectNotFound``. ``ObjectInfo.modified`` is the storage's
-  time of the last write where the service reports one (a directory's mtime, S3/GCS/Swift/Azure
-  ``Last-Modified``), else None; ``list`` fills it the same way.
+  time of the last write (a directory's mtime, S3/GCS/Swift/Azure ``Last-Modified``): ``list``
+  always fills it, ``stat`` where the service's answer has it (else None).
 - ``list(prefix)``: every object whose name starts with ``prefix``, in no promised order; objects
   written before the call started are listed (read-after-write listing, which S3, Azure, GCS and
   Swift now all give).
