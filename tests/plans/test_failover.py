@@ -426,15 +426,13 @@ def test_a_rehearsal_that_never_became_healthy_did_not_meet_its_rto() -> None:
         assert report["objectives"]["rto_met"] is met
 
 
-def test_a_primary_withholding_its_newest_image_loses_to_the_replica(
-    bench: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _seen_then_withheld(bench: Path, capsys: pytest.CaptureFixture[str]) -> StoredImage:
+    """A newer web image reaches the primary and this host sees it there (a dry run lists the
+    stores); then the primary's provider withholds it. The withheld image."""
     plan = str(bench / "plan.yaml")
-    primary = str(bench / "stores" / "primary")
     code, doc = run_cli(capsys, "failover", "--plan", plan, "--target", "local", "--dry-run")
     assert code == 0 and doc["actions"][0].startswith("read images from store primary")
-    # A newer export reaches the primary; this host sees it there.
-    with open_backend(primary) as backend:
+    with open_backend(str(bench / "stores" / "primary")) as backend:
         repo = Repository.open(backend, passphrase=PASSPHRASE)
         old = repo.resolve("web")
         newer = repo.write_image(
@@ -442,9 +440,29 @@ def test_a_primary_withholding_its_newest_image_loses_to_the_replica(
         )[0]
     code, doc = run_cli(capsys, "failover", "--plan", plan, "--target", "local", "--dry-run")
     assert code == 0 and any(newer.id[:12] in a for a in doc["actions"])
-    # Then the primary's provider withholds it: the primary now serves an older web image
-    # than this host saw there, and the replica (equally new otherwise) is used instead.
     (bench / "stores" / "primary" / "images" / newer.id).unlink()
+    return newer
+
+
+def test_a_rehearsal_boots_from_the_replica_when_the_primary_withholds(
+    bench: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    newer = _seen_then_withheld(bench, capsys)
+    code, doc = run_cli(
+        capsys, "rehearse", "--plan", str(bench / "plan.yaml"), "--target", "fake",
+        "--report-dir", str(bench / "reports"),
+    )  # fmt: skip
+    assert code == 0 and doc["store"] == "replica"
+    assert "rolled back" in doc["fallbacks"][0] and newer.id[:12] in doc["fallbacks"][0]
+
+
+def test_a_primary_withholding_its_newest_image_loses_to_the_replica(
+    bench: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The primary now serves an older web image than this host saw there, and the replica
+    # (equally new otherwise) is used instead.
+    newer = _seen_then_withheld(bench, capsys)
+    plan = str(bench / "plan.yaml")
     code, doc = run_cli(capsys, "failover", "--plan", plan, "--target", "local", "--dry-run")
     assert code == 0
     assert doc["actions"][0].startswith("pass over store primary")
