@@ -352,11 +352,23 @@ class Repository:
         if not missing:
             return []
         with ThreadPoolExecutor(METADATA_READERS) as pool:
-            records = list(pool.map(self.read_pack_record, missing))
-        self.write_index(records)
+            found = list(pool.map(self._pack_record_or_skip, missing))
+        records = [r for r in found if r is not None]
+        if records:
+            self.write_index(records)
         for r in records:
             index.add(r)
         return records
+
+    def _pack_record_or_skip(self, pack_id: str) -> PackRecord | None:
+        try:
+            return self.read_pack_record(pack_id)
+        except IntegrityError as exc:
+            # An object named like a pack whose header does not authenticate was not written
+            # with this repository's keys (anyone who can write the bucket can name one so):
+            # never indexed, so never read; prune removes it once it is old enough.
+            log.warning("%s; not indexed", exc)
+            return None
 
     # -- data ------------------------------------------------------------------------------
 

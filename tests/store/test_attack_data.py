@@ -254,3 +254,22 @@ def test_a_disk_too_large_for_the_target_format_is_refused_before_restoring(
     with pytest.raises(UsageError, match="2040 GiB"):
         restore(repo, image, out, fmt="vhd-azure")
     assert list(tmp_path.iterdir()) == []  # nothing started
+
+
+def test_a_planted_pack_neither_stops_an_export_nor_gets_indexed(
+    backend: MemoryBackend, repo: Repository, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An object named like a pack (by its own hash, as the format names packs) with no valid
+    header: every writer indexes unindexed packs first, and must not fail on it."""
+    planted = BucketAttacker(backend)
+    junk = os.urandom(4096)
+    from imagekit.store.pack import object_id, pack_name
+
+    name = pack_name(object_id(junk))
+    planted.plant_object(name, junk)
+    disk = make_disk(tmp_path / "d.raw", 2 << 20)
+    with caplog.at_level("WARNING"):
+        stored = ingest(repo, [RawFileSource(disk)], name="web", source="s").image
+    assert name in caplog.text and "not indexed" in caplog.text
+    assert object_id(junk) not in repo.load_index().pack_ids
+    restore(repo, stored, tmp_path / "out.raw")
