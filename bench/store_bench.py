@@ -203,3 +203,121 @@ def run_all(day1: Path, day2: Path, root: Path, tools: Sequence[str] = TOOLS) ->
         shutil.rmtree(sub / "restore", ignore_errors=True)
         (sub / "restored.raw").unlink(missing_ok=True)
     return rows
+
+
+# -- the in-memory index ---------------------------------------------------------------------------
+
+#: A synthetic store's shape: packs of 64 chunks (a 32 MiB pack of chunks that compress about
+#: 2:1 holds ~128; fewer per pack is the harder case for the index), one index object per
+#: 100,000 chunks (one per export session of ~50 GiB of new data).
+INDEX_PACK_CHUNKS = 64
+INDEX_OBJECT_CHUNKS = 100_000
+
+_INDEX_PROBE = r"""
+import os, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+import blake3
+from imagekit.store.backends.local import LocalBackend
+from imagekit.store.repository import Repository
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+repo = Repository.open(LocalBackend(Path(sys.argv[1])), passphrase="bench-passphrase")
+n, mode = int(sys.argv[2]), sys.argv[4]
+before = rss()
+started = time.perf_counter()
+if mode == "dict":  # the former index: a dict of one Location object per chunk
+    from imagekit.store.index import Location
+    index = {}
+    for name in repo.index_names():
+        for r in repo.read_index(name):
+            for e in r.entries:
+                loc = Location(r.pack_id, r.sealed_data_key, e.offset, e.length, e.raw_length)
+                index.setdefault(e.chunk_id, loc)
+else:
+    index = repo.load_index()
+opened = time.perf_counter() - started
+resident = rss() - before
+hits = [blake3.blake3(i.to_bytes(8, "little")).digest() for i in range(0, n, max(1, n // 200_000))]
+misses = [blake3.blake3(b"x" + h).digest() for h in hits]
+started = time.perf_counter()
+found = sum(1 for h in hits if index.get(h) is not None)
+hit_rate = len(hits) / (time.perf_counter() - started)
+started = time.perf_counter()
+absent = sum(1 for h in misses if h not in index)
+miss_rate = len(misses) / (time.perf_counter() - started)
+assert found == len(hits) and absent == len(misses), (found, absent)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(len(index), opened, resident, peak, hit_rate, miss_rate)
+"""
+
+
+def make_index_store(root: Path, chunks: int) -> Path:
+    """A directory store whose index names ``chunks`` chunks (no pack data: only the index is
+    measured). Chunk ``i``'s id is BLAKE3 of ``i``, so the probe can look them up."""
+    import blake3
+
+    from imagekit.store.backends.local import LocalBackend
+    from imagekit.store.format import CHUNK_SIZE
+    from imagekit.store.index import PackRecord
+    from imagekit.store.pack import BlobEntry
+    from imagekit.store.repository import Repository
+
+    store = root / "index-store"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    repo = Repository.init(LocalBackend(store), passphrase=PASS)
+    _, sealed = repo.new_sealed_data_key()
+    for first in range(0, chunks, INDEX_OBJECT_CHUNKS):
+        records = []
+        last = min(chunks, first + INDEX_OBJECT_CHUNKS)
+        for start in range(first, last, INDEX_PACK_CHUNKS):
+            entries, offset = [], 0
+            for i in range(start, min(last, start + INDEX_PACK_CHUNKS)):
+                length = 200_000 + (i * 7919) % 300_000  # compressed blobs of varied size
+                cid = blake3.blake3(i.to_bytes(8, "little")).digest()
+                entries.append(BlobEntry(cid, offset, length, CHUNK_SIZE))
+                offset += length
+            pack_id = blake3.blake3(b"pack" + start.to_bytes(8, "little")).hexdigest()
+            records.append(PackRecord(pack_id, sealed, tuple(entries)))
+        repo.write_index(records)
+    return store
+
+
+def bench_index(
+    root: Path, chunks: int = 4_000_000, modes: Sequence[str] = ("table", "dict")
+) -> None:
+    """Open time, resident bytes per chunk, peak RSS and lookups/s of the index of ``chunks``
+    chunks, each mode in a fresh process (so the figures are its own)."""
+    store = make_index_store(root, chunks)
+    here = str(Path(__file__).resolve().parent.parent)
+    print(f"index of {chunks:,} chunks ({INDEX_PACK_CHUNKS} a pack):")
+    for mode in modes:
+        out = subprocess.run(
+            [sys.executable, "-c", _INDEX_PROBE, str(store), str(chunks), here, mode],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        count, opened, resident, peak, hits, misses = (float(x) for x in out)
+        print(
+            f"  {mode:5}  open {opened:6.1f} s  resident {resident / count:6.1f} B/chunk "
+            f"({resident / 2**20:7.1f} MiB)  peak RSS {peak / 2**20:7.1f} MiB  "
+            f"lookups {hits / 1e3:6.0f} k/s hit, {misses / 1e3:6.0f} k/s miss"
+        )
+    shutil.rmtree(store, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # python bench/store_bench.py index [CHUNKS] [DIR]: the index benchmark alone.
+    if len(sys.argv) >= 2 and sys.argv[1] == "index":
+        count = int(sys.argv[2]) if len(sys.argv) > 2 else 4_000_000
+        where = Path(sys.argv[3]) if len(sys.argv) > 3 else Path("build/bench")
+        bench_index(where, count)
+    else:
+        sys.exit(
+            "usage: store_bench.py index [CHUNKS] [DIR] (the tool comparison runs from run.py)"
+        )

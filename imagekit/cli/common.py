@@ -32,6 +32,15 @@ def identity_option(f: F) -> F:
     )(f)
 
 
+def fingerprint_option(f: F) -> F:
+    return click.option(
+        "--fingerprint",
+        envvar="IMAGEKIT_FINGERPRINT",
+        help="The repository fingerprint (ikf1…) `store init` printed: only keys matching it "
+        "are used. Without it, the one recorded on first use. Env: IMAGEKIT_FINGERPRINT.",
+    )(f)
+
+
 def preload(module: str) -> threading.Thread:
     """Start importing ``module`` on a background thread; the caller imports it again later.
 
@@ -57,14 +66,23 @@ def open_backend(url: str) -> Backend:
 
 
 @contextlib.contextmanager
-def open_repository(url: str, identity_path: Path | None) -> Iterator[Repository]:
-    """The repository at ``url``, unlocked with the identity file or else the passphrase."""
+def open_repository(
+    url: str, identity_path: Path | None, fingerprint: str | None = None
+) -> Iterator[Repository]:
+    """The repository at ``url``, unlocked with the identity file or else the passphrase, its
+    keys checked against ``fingerprint`` or the one this host recorded on first use."""
+    from imagekit.state import state_dir
     from imagekit.store.identity import env_or_prompt, read_identity
     from imagekit.store.repository import Repository
+    from imagekit.store.trust import KnownStores
 
+    known = KnownStores(state_dir())
     with open_backend(url) as backend:
         if identity_path is not None:
-            yield Repository.open(backend, identity=read_identity(identity_path))
+            identity = read_identity(identity_path)
+            yield Repository.open(backend, identity=identity, fingerprint=fingerprint, known=known)
         else:
             passphrase = env_or_prompt(f"passphrase for {backend.url}", False)
-            yield Repository.open(backend, passphrase=passphrase)
+            yield Repository.open(
+                backend, passphrase=passphrase, fingerprint=fingerprint, known=known
+            )

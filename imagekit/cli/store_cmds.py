@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from imagekit.cli.app import cli
-from imagekit.cli.common import identity_option, open_backend, open_repository
+from imagekit.cli.common import (
+    fingerprint_option,
+    identity_option,
+    open_backend,
+    open_repository,
+)
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import IntegrityError, UsageError
 
@@ -66,18 +71,20 @@ def key_generate(path: Path, force: bool) -> None:
 @click.option("--passphrase", "use_passphrase", is_flag=True, help="Add a passphrase slot.")
 @click.option("--write-only", is_flag=True, help="Grant adding images only (export hosts).")
 @identity_option
+@fingerprint_option
 def key_add(
     store: str,
     recipient: str | None,
     use_passphrase: bool,
     write_only: bool,
     identity_path: Path | None,
+    fingerprint: str | None,
 ) -> None:
     """Grant a recipient or a new passphrase access to STORE."""
     if (recipient is None) == (not use_passphrase):
         raise UsageError("give exactly one of --recipient or --passphrase")
     access: Access = "write" if write_only else "read"
-    with open_repository(store, identity_path) as repo:
+    with open_repository(store, identity_path, fingerprint) as repo:
         if recipient is not None:
             name = repo.add_recipient(recipient, access)
         else:
@@ -92,9 +99,12 @@ def key_add(
 @click.argument("store")
 @click.option("--recipient", required=True, help="Recipient (ikr1…) whose slots to delete.")
 @identity_option
-def key_remove(store: str, recipient: str, identity_path: Path | None) -> None:
+@fingerprint_option
+def key_remove(
+    store: str, recipient: str, identity_path: Path | None, fingerprint: str | None
+) -> None:
     """Remove a recipient's key slots (the data is not re-encrypted; see docs/format.md)."""
-    with open_repository(store, identity_path) as repo:
+    with open_repository(store, identity_path, fingerprint) as repo:
         gone = repo.remove_recipient(recipient)
     note(f"removed {len(gone)} key slot(s)")
 
@@ -103,16 +113,24 @@ def key_remove(store: str, recipient: str, identity_path: Path | None) -> None:
 @click.argument("store")
 @json_option
 def key_list(store: str, as_json: bool) -> None:
-    """List the key slots of STORE (needs no key)."""
-    from imagekit.store.repository import describe_slots
+    """List the key slots of STORE and the fingerprint its config declares (needs no key).
+
+    The declared fingerprint is only a claim of the bucket's; what `store init` printed, or
+    `--fingerprint` when opening, is what decides which slots are used.
+    """
+    from imagekit.store.repository import declared_fingerprint, describe_slots
 
     with open_backend(store) as backend:
-        slots = describe_slots(backend)
-    emit(
-        slots,
-        as_json,
-        lambda s: "\n".join(f"{x['access']:5} {x['type']:6} {x['recipient'] or '-'}" for x in s),
-    )
+        result = {"fingerprint": declared_fingerprint(backend), "slots": describe_slots(backend)}
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [
+            f"fingerprint {r['fingerprint'] or '(none declared: written before fingerprints)'}"
+        ]
+        lines += [f"{x['access']:5} {x['type']:6} {x['recipient'] or '-'}" for x in r["slots"]]
+        return "\n".join(lines)
+
+    emit(result, as_json, human)
 
 
 # -- store ----------------------------------------------------------------------------------
@@ -150,9 +168,23 @@ def store_init(
         result = {
             "url": backend.url,
             "id": repo.config.id.hex(),
+            "fingerprint": repo.fingerprint,
             "key_slots": len(recipients) + len(writers) + (1 if use_passphrase else 0),
         }
-    emit(result, as_json, lambda r: f"created repository {r['id']} at {r['url']}")
+        # This host made the keys: it trusts them without a first-use warning.
+        from imagekit.state import state_dir
+        from imagekit.store.trust import KnownStores
+
+        KnownStores(state_dir()).record(backend.url, repo.fingerprint, quiet=True)
+    emit(
+        result,
+        as_json,
+        lambda r: (
+            f"created repository {r['id']} at {r['url']}\n"
+            f"fingerprint {r['fingerprint']} (pin it in plans as `fingerprint:`, or pass "
+            "--fingerprint: clients then use no keys but these)"
+        ),
+    )
 
 
 @store.command("verify")
@@ -160,9 +192,15 @@ def store_init(
 @click.option("--read-data", is_flag=True, help="Fetch, decrypt and check every chunk.")
 @click.option("--keyless", is_flag=True, help="Check only what needs no key.")
 @identity_option
+@fingerprint_option
 @json_option
 def store_verify(
-    store_url: str, read_data: bool, keyless: bool, identity_path: Path | None, as_json: bool
+    store_url: str,
+    read_data: bool,
+    keyless: bool,
+    identity_path: Path | None,
+    fingerprint: str | None,
+    as_json: bool,
 ) -> None:
     """Check the repository's structure (and with --read-data, every chunk)."""
     from imagekit.store.verify import verify, verify_keyless
@@ -171,8 +209,14 @@ def store_verify(
         with open_backend(store_url) as backend:
             report = verify_keyless(backend)
     else:
-        with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
-            report = verify(repo, read_data=read_data, progress=bar)
+        from imagekit.state import state_dir
+        from imagekit.store.trust import SeenImages
+
+        with (
+            open_repository(store_url, identity_path, fingerprint) as repo,
+            progress_bar() as bar,
+        ):
+            report = verify(repo, read_data=read_data, progress=bar, seen=SeenImages(state_dir()))
     emit(
         report.as_dict(),
         as_json,
@@ -198,6 +242,7 @@ def store_verify(
 @click.option("--keep-monthly", default=0, show_default=True, help="Newest per month, N months.")
 @click.option("--dry-run", is_flag=True, help="Show what would go; delete nothing.")
 @identity_option
+@fingerprint_option
 @json_option
 def store_prune(
     store_url: str,
@@ -207,6 +252,7 @@ def store_prune(
     keep_monthly: int,
     dry_run: bool,
     identity_path: Path | None,
+    fingerprint: str | None,
     as_json: bool,
 ) -> None:
     """Forget images outside the retention policy and delete data nothing references."""
@@ -215,8 +261,15 @@ def store_prune(
     policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly)
     if policy.empty:
         raise UsageError("give at least one --keep-* option (an empty policy would keep all)")
-    with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
+    from imagekit.state import state_dir
+    from imagekit.store.trust import SeenImages
+
+    with open_repository(store_url, identity_path, fingerprint) as repo, progress_bar() as bar:
         report = prune(repo, policy, dry_run=dry_run, progress=bar)
+        if not dry_run:
+            SeenImages(state_dir()).forget(
+                repo.url, [i.id for i in report.plan.drop], report.plan.keep
+            )
     emit(
         report.as_dict(),
         as_json,
@@ -226,6 +279,26 @@ def store_prune(
             f"{r['packs_deleted']} packs ({_size(r['bytes_freed'])})"
         ),
     )
+
+
+@store.command("unlock")
+@click.argument("store_url", metavar="STORE")
+@click.argument("lock_name", metavar="LOCK")
+@identity_option
+@fingerprint_option
+def store_unlock(
+    store_url: str, lock_name: str, identity_path: Path | None, fingerprint: str | None
+) -> None:
+    """Remove lock LOCK (locks/…) when no live holder can own it: unreadable or stale.
+
+    A fresh lock that decrypts is refused: its holder is alive, and removing it could let a
+    prune delete what that holder is writing.
+    """
+    from imagekit.store.locks import remove_lock
+
+    with open_repository(store_url, identity_path, fingerprint) as repo:
+        what = remove_lock(repo.backend, repo.meta, lock_name)
+    note(f"removed {what}")
 
 
 @store.command("copy")
@@ -239,6 +312,8 @@ def store_prune(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Identity for DST (default: the same as for SRC).",
 )
+@fingerprint_option
+@click.option("--dst-fingerprint", help="The repository fingerprint of DST (ikf1…).")
 @json_option
 def store_copy(
     src_url: str,
@@ -246,14 +321,16 @@ def store_copy(
     refs: tuple[str, ...],
     identity_path: Path | None,
     dst_identity_path: Path | None,
+    fingerprint: str | None,
+    dst_fingerprint: str | None,
     as_json: bool,
 ) -> None:
     """Copy images REF... (default: all) from SRC to DST, uploading only missing chunks."""
     from imagekit.store.copy import copy_images
 
     with (
-        open_repository(src_url, identity_path) as src,
-        open_repository(dst_url, dst_identity_path or identity_path) as dst,
+        open_repository(src_url, identity_path, fingerprint) as src,
+        open_repository(dst_url, dst_identity_path or identity_path, dst_fingerprint) as dst,
         progress_bar() as bar,
     ):
         report = copy_images(src, dst, refs, progress=bar)
@@ -280,6 +357,7 @@ def store_copy(
 )
 @click.option("--meta", "meta", multiple=True, help="KEY=VALUE metadata (repeatable).")
 @identity_option
+@fingerprint_option
 @json_option
 def ingest(
     disks: tuple[Path, ...],
@@ -289,6 +367,7 @@ def ingest(
     source_format: str | None,
     meta: tuple[str, ...],
     identity_path: Path | None,
+    fingerprint: str | None,
     as_json: bool,
 ) -> None:
     """Store disk images DISK... (one volume each) as one image NAME."""
@@ -301,7 +380,10 @@ def ingest(
         if not sep or not k:
             raise UsageError(f"--meta {item!r}: expected KEY=VALUE")
         metadata[k] = v
-    with open_repository(store_url, identity_path) as repo, contextlib.ExitStack() as stack:
+    with (
+        open_repository(store_url, identity_path, fingerprint) as repo,
+        contextlib.ExitStack() as stack,
+    ):
         sources = [
             stack.enter_context(
                 open_disk(
@@ -332,10 +414,13 @@ def ingest(
 @cli.command()
 @click.option("--store", "store_url", required=True, help="Repository URL or path.")
 @identity_option
+@fingerprint_option
 @json_option
-def images(store_url: str, identity_path: Path | None, as_json: bool) -> None:
+def images(
+    store_url: str, identity_path: Path | None, fingerprint: str | None, as_json: bool
+) -> None:
     """List the images in a repository, oldest first."""
-    with open_repository(store_url, identity_path) as repo:
+    with open_repository(store_url, identity_path, fingerprint) as repo:
         found = [i.summary() for i in repo.list_images()]
 
     def human(rows: list[dict[str, Any]]) -> str:
@@ -357,6 +442,7 @@ def images(store_url: str, identity_path: Path | None, as_json: bool) -> None:
 @click.option("--format", "fmt", default="raw", show_default=True, type=click.Choice(FORMATS))
 @click.option("--force", is_flag=True, help="Replace existing outputs.")
 @identity_option
+@fingerprint_option
 @json_option
 def restore(
     ref: str,
@@ -365,12 +451,13 @@ def restore(
     fmt: str,
     force: bool,
     identity_path: Path | None,
+    fingerprint: str | None,
     as_json: bool,
 ) -> None:
     """Restore image REF (id, id prefix, or name → newest) to OUT (a directory if multi-volume)."""
     from imagekit.store.restore import restore as run_restore
 
-    with open_repository(store_url, identity_path) as repo:
+    with open_repository(store_url, identity_path, fingerprint) as repo:
         image = repo.resolve(ref)
         with progress_bar() as bar:
             files = run_restore(repo, image, out, fmt=fmt, force=force, progress=bar)

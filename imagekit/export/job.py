@@ -167,11 +167,34 @@ class _Plan:
     relist: Callable[[], Iterator[BlockRef]] = lambda: iter(())
 
 
-def plan_volume(ebs: Any, images: Sequence[StoredImage], image_name: str, vol: VolumeSpec) -> _Plan:
-    """Choose unchanged / incremental / full for one volume (makes at most a few List calls)."""
+def plan_volume(
+    ebs: Any,
+    images: Sequence[StoredImage],
+    image_name: str,
+    vol: VolumeSpec,
+    index: Index | None = None,
+) -> _Plan:
+    """Choose unchanged / incremental / full for one volume (makes at most a few List calls).
+
+    A previous volume naming chunks that ``index`` lacks (lost packs, a damaged store) cannot
+    be a base: building on it would write a manifest that cannot be restored. It is passed over
+    with a warning, which ends in a full read when no other candidate serves.
+    """
     size = vol.size_bytes
     tried = 0
     for image, stored, snapshot in _previous_volumes(images, image_name, vol.device_name):
+        if index is not None:
+            missing = sum(1 for _, cid in stored.chunks if cid not in index)
+            if missing:
+                log.warning(
+                    "%s: previous image %s names %d chunks of volume %s that are in no index; "
+                    "not building on it (run `imagekit store verify`)",
+                    vol.snapshot_id,
+                    image.id[:12],
+                    missing,
+                    stored.name,
+                )
+                continue
         if snapshot == vol.snapshot_id and stored.virtual_size == size:
             stats = VolumeStats(
                 vol.snapshot_id, size, "unchanged", blocks_changed=0, previous_snapshot=snapshot
@@ -268,7 +291,7 @@ def export_ami(
         repo.index_unindexed_packs(index)
         sources, journals, stats, parents = [], [], [], []
         for vol in ami.volumes:
-            plan = plan_volume(ebs, images, name, vol)
+            plan = plan_volume(ebs, images, name, vol, index)
             journal = Journal(journal_path(state_dir, repo.url, vol.snapshot_id), repo.chunk_id_key)
             sources.append(
                 _volume_source(

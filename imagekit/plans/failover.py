@@ -38,9 +38,11 @@ from imagekit.providers.boot import BootOptions, boot, planned_boot, teardown
 from imagekit.providers.registry import create_provider
 from imagekit.providers.runs import Run, RunStore
 from imagekit.providers.sources import StoredImageSource
+from imagekit.state import state_dir as default_state_dir
 from imagekit.store.backends.credentials import CREDENTIALS_FILE_VAR
 from imagekit.store.manifest import format_time
 from imagekit.store.repository import Repository
+from imagekit.store.trust import SeenImages
 from imagekit.timing import Stopwatch, split_restore
 
 JOURNAL_VERSION = 1
@@ -127,14 +129,31 @@ def open_first_store(
     *,
     at: datetime | None = None,
     pinned: dict[str, str] | None = None,
+    state: Path | None = None,
 ) -> OpenedStore:
-    """The first store, primary first, that opens and holds an image for every role."""
+    """The store to boot from: of those that open and hold an image for every role, the one
+    whose chosen images are newest (verified ones first), the primary on a tie.
+
+    Every store is opened, not just the first that serves: a rolled-back or withholding primary
+    would otherwise win with old images. A store this host saw holding newer images of the
+    target's lineages than it now serves (``imagekit.store.trust``) is used only when no other
+    store can serve, and said so. ``pinned`` (a resumed failover) prefers the store that holds
+    the images chosen before.
+    """
     passed: list[str] = []
-    for spec in plan.stores.all():
+    seen = SeenImages(state or default_state_dir())
+    lineages = {
+        plan.image_name(spec.image or role) for role, spec in plan.targets[target].stack.items()
+    }
+    served: list[
+        tuple[tuple[Any, ...], StoreSpec, Repository, dict[str, Choice], ExitStack, str]
+    ] = []
+    for order, spec in enumerate(plan.stores.all()):
         inner = ExitStack()
         try:
-            repo = inner.enter_context(open_store(spec))
+            repo = inner.enter_context(open_store(spec, state))
             images = repo.list_images()
+            rolled = seen.check(repo.url, images, lineages)
             choices = choose_images(
                 plan, target, images, verified, repo.config.id.hex(), at=at, pinned=pinned
             )
@@ -142,12 +161,46 @@ def open_first_store(
             inner.close()
             passed.append(f"store {spec.name}: {exc.message.splitlines()[0]}")
             continue
-        stack.callback(inner.close)
-        return OpenedStore(spec, repo, choices, tuple(passed))
-    raise PlanError(
-        "no store can serve the failover: " + "; ".join(passed),
-        hint="check the stores' credentials and reachability (imagekit status --plan …)",
-    )
+        held = {i.id for i in images}
+        rank = (
+            not rolled,
+            all(image_id in held for image_id in (pinned or {}).values()),
+            all(c.verified for c in choices.values()),
+            min(c.point_in_time for c in choices.values()),
+            sum(c.point_in_time.timestamp() for c in choices.values()),
+            -order,
+        )
+        note = f"store {spec.name}: {rolled[0]}" if rolled else ""
+        served.append((rank, spec, repo, choices, inner, note))
+    if not served:
+        raise PlanError(
+            "no store can serve the failover: " + "; ".join(passed),
+            hint="check the stores' credentials and reachability (imagekit status --plan …)",
+        )
+    best = max(served, key=lambda s: s[0])
+    chosen_rank, spec, repo, choices, inner, note = best
+    for rank, other, _repo, other_choices, other_inner, other_note in served:
+        if other is spec:
+            continue
+        other_inner.close()
+        if rank[-1] > chosen_rank[-1]:  # before the chosen one in the plan's order: say why
+            passed.append(other_note or _why_not(other.name, other_choices, spec.name, choices))
+    if note:
+        passed.append(f"{note} (used: no other store can serve)")
+    stack.callback(inner.close)
+    return OpenedStore(spec, repo, choices, tuple(passed))
+
+
+def _why_not(name: str, theirs: dict[str, Choice], chosen: str, ours: dict[str, Choice]) -> str:
+    older = [
+        f"{role}: {c.image.id[:12]} of {format_time(c.point_in_time)} against "
+        f"{ours[role].image.id[:12]} of {format_time(ours[role].point_in_time)}"
+        for role, c in theirs.items()
+        if role in ours and c.point_in_time < ours[role].point_in_time
+    ]
+    if older:
+        return f"store {name}: older images than store {chosen} ({'; '.join(older)})"
+    return f"store {name}: its images are no newer, or less verified, than store {chosen}'s"
 
 
 # -- providers -----------------------------------------------------------------------------------
@@ -343,7 +396,9 @@ def run_stack(
     pinned = {r: s["image_id"] for r, s in journal.doc["roles"].items() if s.get("image_id")}
     outcome = StackOutcome(plan.name, target, journal.doc["kind"], "", (), started, started, [])
     with ExitStack() as stack:
-        opened = open_first_store(plan, target, stack, verified, at=at, pinned=pinned)
+        opened = open_first_store(
+            plan, target, stack, verified, at=at, pinned=pinned, state=state_dir
+        )
         selected = time.time() - started  # opening and listing the store: part of fetching
         outcome.store, outcome.fallbacks = opened.spec.name, opened.fallbacks
         for line in opened.fallbacks:
@@ -520,7 +575,7 @@ def planned_failover(
     journal = Journal.load(journal_path(plan, state_dir, target))
     actions = []
     with ExitStack() as stack:
-        opened = open_first_store(plan, target, stack, verified, at=at)
+        opened = open_first_store(plan, target, stack, verified, at=at, state=state_dir)
         actions += [f"pass over {line}" for line in opened.fallbacks]
         actions.append(f"read images from store {opened.spec.name} ({opened.spec.url})")
         for number, wave in enumerate(plan.boot_order(target), 1):

@@ -89,6 +89,12 @@ def _check_health(value: str) -> str:
     return value
 
 
+def _check_fingerprint(value: str) -> str:
+    from imagekit.store.keys import normalize_fingerprint
+
+    return normalize_fingerprint(value)
+
+
 def _check_store_url(value: str) -> str:
     from imagekit.store.backends.registry import parse_store_url
 
@@ -105,6 +111,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Port = Annotated[int, Field(gt=0, lt=65536)]
 HealthCheck = Annotated[str, AfterValidator(_check_health)]
 StoreURL = Annotated[str, AfterValidator(_check_store_url)]
+Fingerprint = Annotated[str, AfterValidator(_check_fingerprint)]
 
 
 class _Strict(BaseModel):
@@ -230,6 +237,8 @@ class RetentionSpec(_Strict):
 class StoreSpec(_Strict):
     name: Name
     url: StoreURL
+    #: The repository fingerprint `store init` printed; None: trust on first use.
+    fingerprint: Fingerprint | None = None
     key: KeyRef = KeyRef()
     credentials: StoreCredentials = StoreCredentials()
     retention: RetentionSpec | None = None  # default: the plan's

@@ -59,7 +59,9 @@ def write_atomic(path: Path, text: str) -> None:
 
     Readers (a monitoring agent, ``imagekit status``) see the old file or the new one, never a
     half-written one; the temporary name does not end in ``.prom`` so a textfile collector
-    never reads it.
+    never reads it. Mode 0644 on purpose: status, metrics, journals and reports hold no secret
+    (store names, image ids, times, endpoints) and the monitoring agent reading them usually
+    runs as another user. Secrets and trust records go through ``imagekit.state.write_private``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -97,13 +97,17 @@ def build_report(
     """The report document (``report.json``): the outcome plus objectives and teardown."""
     doc = outcome.as_dict()
     rto, rpo = doc["rto_seconds"], doc["rpo_seconds"]
+    # A stack that never became healthy did not recover: however short the time until it
+    # failed, the objective was not achieved (never "met").
+    objective = plan.objectives.rto
+    rto_met = None if objective is None else bool(doc["healthy"]) and rto <= objective
     doc.update(
         {
             "version": REPORT_VERSION,
             "objectives": {
                 "rto_seconds": plan.objectives.rto,
                 "rpo_seconds": plan.objectives.rpo,
-                "rto_met": None if plan.objectives.rto is None else rto <= plan.objectives.rto,
+                "rto_met": rto_met,
                 "rpo_met": None if rpo is None else rpo <= plan.objectives.rpo,
             },
             "torn_down": torn_down and not left,

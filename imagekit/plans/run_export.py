@@ -43,13 +43,20 @@ from imagekit.plans.records import (
     write_json,
 )
 from imagekit.plans.run_instances import export_instance_role, instance_roles
-from imagekit.plans.status import StatusReport, StoreListing, newest, summarize
+from imagekit.plans.status import (
+    StatusReport,
+    StoreListing,
+    check_rollbacks,
+    newest,
+    summarize,
+)
 from imagekit.plans.stores import open_store
 from imagekit.progress import Progress
 from imagekit.store.copy import copy_images
 from imagekit.store.manifest import StoredImage, format_time
 from imagekit.store.prune import prune
 from imagekit.store.repository import Repository
+from imagekit.store.trust import SeenImages
 from imagekit.store.verify import verify
 
 log = logging.getLogger(__name__)
@@ -139,7 +146,15 @@ class _Guard:
             self.report.failures.append(Failure(self.step, self.subject, str(exc)))
             self.failed = True
             return True
-        return False
+        if isinstance(exc, Exception):
+            # A bug (or a library's untranslated error) in one role's step must not cost the
+            # other roles their export: it becomes this step's failure, traceback in the log.
+            log.error("%s %s failed unexpectedly", self.step, self.subject, exc_info=exc)
+            message = f"unexpected {type(exc).__name__}: {exc} (a bug: the traceback is in the log)"
+            self.report.failures.append(Failure(self.step, self.subject, message))
+            self.failed = True
+            return True
+        return False  # KeyboardInterrupt, SystemExit: the run stops
 
 
 def run_export(
@@ -214,7 +229,7 @@ def _run(
         repos: dict[str, Repository] = {}
         for spec in plan.stores.all():
             with step("open", spec.name):
-                repos[spec.name] = stack.enter_context(open_store(spec))
+                repos[spec.name] = stack.enter_context(open_store(spec, state_dir))
         primary = repos.get(plan.stores.primary.name)
         if primary is not None:
             for role, ami, guard in _newest_amis(plan, step):
@@ -230,7 +245,7 @@ def _run(
                         plan, primary, role, state_dir, progress, report.warnings
                     )
                     report.exports.append(row)
-            _retain(plan, report, step, plan.stores.primary.name, primary)
+            _retain(plan, report, step, plan.stores.primary.name, primary, state_dir)
             for spec in plan.stores.replicas:
                 replica = repos.get(spec.name)
                 if replica is None:
@@ -246,7 +261,7 @@ def _run(
                             "bytes_uploaded": sum(r.bytes_uploaded for r in copied.copied),
                         }
                     )
-                _retain(plan, report, step, spec.name, replica)
+                _retain(plan, report, step, spec.name, replica, state_dir)
         listings = []
         for spec in plan.stores.all():
             repo = repos.get(spec.name)
@@ -258,7 +273,12 @@ def _run(
             with step("verify", spec.name):
                 repo_id = repo.config.id.hex()
                 images = repo.list_images()
-                listings.append(StoreListing(spec.name, repo_id, tuple(images)))
+                rollbacks = check_rollbacks(plan, state_dir, repo.url, images)
+                listings.append(
+                    StoreListing(spec.name, repo_id, tuple(images), rollbacks=rollbacks)
+                )
+                for finding in rollbacks.values():
+                    report.failures.append(Failure("verify", spec.name, finding))
                 verified.keep_only(repo_id, [i.id for i in images])  # pruned ones leave
                 try:
                     _verify_store(plan, report, verified, spec.name, repo, images, verify_all, rng)
@@ -338,12 +358,16 @@ def _export_role(
     }
 
 
-def _retain(plan: Plan, report: RunReport, step: _Step, name: str, repo: Repository) -> None:
+def _retain(
+    plan: Plan, report: RunReport, step: _Step, name: str, repo: Repository, state_dir: Path
+) -> None:
     policy = plan.retention_for(plan.store(name)).policy()
     if policy.empty:
         return  # no policy keeps everything: nothing to prune
     with step("retention", name):
         pruned = prune(repo, policy)
+        # What this host pruned is no rollback when it is gone next time.
+        SeenImages(state_dir).forget(repo.url, [i.id for i in pruned.plan.drop], pruned.plan.keep)
         report.retention.append(
             {
                 "store": name,

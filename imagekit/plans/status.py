@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from imagekit.export.job import AMI_METADATA
 from imagekit.plans.model import Plan, format_duration
 from imagekit.plans.records import PlanPaths, VerifiedRecord, read_json
 from imagekit.plans.stores import open_store
+from imagekit.state import state_dir as default_state_dir
 from imagekit.store.manifest import StoredImage, format_time
+from imagekit.store.trust import SeenImages
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ class StoreListing:
     repo_id: str = ""
     images: tuple[StoredImage, ...] = ()
     error: str | None = None
+    #: Lineage → why this host thinks the store was rolled back or withholds manifests.
+    rollbacks: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class RoleStatus:
     verified: str | None = None  # "sample" / "all" when the newest image's data was verified
     verified_at: str | None = None
     error: str | None = None
+    rollback: str | None = None  # the store serves older images of this lineage than it did
 
     @property
     def rpo_met(self) -> bool:
@@ -59,8 +64,9 @@ class RoleStatus:
 
     @property
     def ok(self) -> bool:
-        """The objective holds: a verified image no older than the RPO."""
-        return self.rpo_met and self.verified is not None
+        """The objective holds: a verified image no older than the RPO, from a store that does
+        not serve older images than it did."""
+        return self.rpo_met and self.verified is not None and self.rollback is None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +83,7 @@ class RoleStatus:
             "verified_at": self.verified_at,
             "ok": self.ok,
             "error": self.error,
+            "rollback": self.rollback,
         }
 
 
@@ -134,7 +141,12 @@ def summarize(
     rows = []
     for role in plan.sources:
         for listing in listings:
-            base = RoleStatus(role=role, store=listing.name, rpo_objective=plan.rpo(role))
+            base = RoleStatus(
+                role=role,
+                store=listing.name,
+                rpo_objective=plan.rpo(role),
+                rollback=listing.rollbacks.get(plan.image_name(role)),
+            )
             if listing.error is not None:
                 rows.append(_replace(base, error=listing.error))
                 continue
@@ -169,18 +181,34 @@ def _replace(row: RoleStatus, **changes: Any) -> RoleStatus:
     return replace(row, **changes)
 
 
-def list_store(plan: Plan, name: str) -> StoreListing:
+def lineages(plan: Plan) -> set[str]:
+    return {plan.image_name(role) for role in plan.sources}
+
+
+def check_rollbacks(
+    plan: Plan, state_dir: Path, url: str, images: Sequence[StoredImage]
+) -> dict[str, str]:
+    """The plan's lineages the store at ``url`` serves older images of than this host saw
+    there (and records what is newer); lineage → the finding."""
+    found = SeenImages(state_dir).check(url, images, lineages(plan))
+    return {r.lineage: str(r) for r in found}
+
+
+def list_store(plan: Plan, name: str, state_dir: Path | None = None) -> StoreListing:
     """One store's images; an unreachable store is a listing with an error, not an exception."""
+    state = state_dir or default_state_dir()
     try:
-        with open_store(plan.store(name)) as repo:
-            return StoreListing(name, repo.config.id.hex(), tuple(repo.list_images()))
+        with open_store(plan.store(name), state) as repo:
+            images = tuple(repo.list_images())
+            rollbacks = check_rollbacks(plan, state, repo.url, images)
+            return StoreListing(name, repo.config.id.hex(), images, rollbacks=rollbacks)
     except ImagekitError as exc:
         return StoreListing(name, error=str(exc))
 
 
 def gather(plan: Plan, state_dir: Path, now: datetime | None = None) -> StatusReport:
     paths = PlanPaths.of(plan, state_dir)
-    listings = [list_store(plan, s.name) for s in plan.stores.all()]
+    listings = [list_store(plan, s.name, state_dir) for s in plan.stores.all()]
     status = read_json(paths.status)
     last_run = status.get("run") if isinstance(status, Mapping) else None
     when = now or datetime.now(UTC)
@@ -201,13 +229,16 @@ def render(report: StatusReport) -> str:
                 format_duration(r.age) if r.age is not None else "-",
                 format_duration(r.rpo_objective),
                 r.verified or "no",
-                "yes" if r.ok else "NO",
+                "yes" if r.ok else ("NO (rolled back)" if r.rollback else "NO"),
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines += [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
     ]
+    for r in report.roles:
+        if r.rollback:
+            lines.append(f"ROLLBACK: {r.rollback}")
     run = report.last_run
     if run:
         outcome = "ok" if run.get("ok") else f"FAILED ({len(run.get('failures', []))} failures)"
@@ -221,6 +252,7 @@ __all__ = [
     "RoleStatus",
     "StatusReport",
     "StoreListing",
+    "check_rollbacks",
     "gather",
     "list_store",
     "newest",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from imagekit.errors import UsageError
 from imagekit.plans.model import StoreSpec
@@ -15,6 +16,7 @@ from imagekit.store.backends.credentials import CREDENTIALS_FILE_VAR, Credential
 from imagekit.store.backends.registry import SCHEMES, open_backend, parse_store_url
 from imagekit.store.identity import read_identity
 from imagekit.store.repository import Repository
+from imagekit.store.trust import KnownStores
 
 
 def _env(name: str, why: str) -> str:
@@ -47,17 +49,23 @@ def store_credentials(spec: StoreSpec) -> Credentials | None:
 
 
 @contextmanager
-def open_store(spec: StoreSpec) -> Iterator[Repository]:
-    """The store's repository, unlocked with its identity file or its passphrase variable."""
+def open_store(spec: StoreSpec, state: Path | None = None) -> Iterator[Repository]:
+    """The store's repository, unlocked with its identity file or its passphrase variable; its
+    keys must match the plan's ``fingerprint`` or else the one recorded in ``state`` (default:
+    the state directory) on first use."""
+    from imagekit.state import state_dir
+
+    known = KnownStores(state or state_dir())
     with open_backend(spec.url, store_credentials(spec)) as backend:
         key = spec.key
+        pin = spec.fingerprint
         if key.identity is not None:
             passphrase = _env(key.passphrase_env, f"identity {key.identity}")
             identity = read_identity(key.identity, lambda prompt, confirm: passphrase)
-            yield Repository.open(backend, identity=identity)
+            yield Repository.open(backend, identity=identity, fingerprint=pin, known=known)
         else:
             secret = _env(key.passphrase_env, f"store {spec.name} passphrase")
-            yield Repository.open(backend, passphrase=secret)
+            yield Repository.open(backend, passphrase=secret, fingerprint=pin, known=known)
 
 
 __all__ = ["open_store", "store_credentials"]

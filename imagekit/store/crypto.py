@@ -30,16 +30,32 @@ from imagekit.store.format import (
     INFO_METADATA,
     INFO_SEAL,
     KEY_SIZE,
+    KIND_INDEX,
+    KIND_LOCK,
+    KIND_MANIFEST,
+    KIND_PACK_HEADER,
+    MAX_CHUNK_PLAIN,
+    MAX_INDEX_PLAIN,
+    MAX_LOCK_PLAIN,
+    MAX_MANIFEST_PLAIN,
+    MAX_PACK_HEADER_PLAIN,
     META_VERSION,
     NONCE_SIZE,
     RECIPIENT_PREFIX,
+    SCRYPT_MAX_MEMORY,
+    SCRYPT_MAX_N,
+    SCRYPT_MAX_P,
+    SCRYPT_MAX_R,
+    SCRYPT_MAX_WORK,
     ZSTD_LEVEL,
 )
 
 __all__ = [
     "BlobCodec",
+    "DecompressionLimit",
     "InvalidTag",
     "MetaCipher",
+    "check_scrypt_params",
     "chunk_id",
     "decode_recipient",
     "derive_keys",
@@ -52,8 +68,15 @@ __all__ = [
 ]
 
 _ZERO_NONCE = bytes(NONCE_SIZE)
-#: Decompressed chunks are never larger than this; a bigger frame is forged or corrupt.
-_MAX_BLOB_BODY = 1 << 20
+#: The most each kind of metadata object may decompress to (``docs/format.md`` § Limits).
+_META_LIMITS: dict[bytes, int] = {
+    KIND_INDEX: MAX_INDEX_PLAIN,
+    KIND_MANIFEST: MAX_MANIFEST_PLAIN,
+    KIND_PACK_HEADER: MAX_PACK_HEADER_PLAIN,
+    KIND_LOCK: MAX_LOCK_PLAIN,
+}
+#: Streaming decompression of a frame that does not declare its size reads this much at a time.
+_STREAM_STEP = 1 << 20
 _TAG_SIZE = 16  # AES-GCM's full-length tag, as AESGCM writes it
 
 
@@ -74,7 +97,24 @@ def chunk_id(key: bytes, data: bytes | memoryview) -> bytes:
     return blake3.blake3(data, key=key).digest()
 
 
+def check_scrypt_params(n: int, r: int, p: int) -> None:
+    """``ValueError`` unless (n, r, p) are within the documented maxima.
+
+    Slot and identity parameters are read before anything authenticates them: without a bound a
+    planted key slot could make every client that opens the repository allocate terabytes.
+    """
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, r, p)):
+        raise ValueError("scrypt parameters must be integers")
+    if n < 2 or n & (n - 1) or n > SCRYPT_MAX_N:
+        raise ValueError(f"scrypt n={n} is not a power of two up to {SCRYPT_MAX_N}")
+    if not 1 <= r <= SCRYPT_MAX_R or not 1 <= p <= SCRYPT_MAX_P:
+        raise ValueError(f"scrypt r={r}, p={p} outside 1..{SCRYPT_MAX_R}, 1..{SCRYPT_MAX_P}")
+    if n * r * p > SCRYPT_MAX_WORK or 128 * n * r > SCRYPT_MAX_MEMORY:
+        raise ValueError(f"scrypt n={n}, r={r}, p={p} costs more than the documented maximum")
+
+
 def scrypt_key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    check_scrypt_params(n, r, p)
     # maxmem: n * r * 128 bytes plus slack, or OpenSSL refuses n = 2^15 at its 32 MiB default.
     return hashlib.scrypt(
         passphrase.encode("utf-8"),
@@ -142,9 +182,34 @@ def _zstd(data: bytes) -> bytes:
         _compressors.put(comp)
 
 
+class DecompressionLimit(ValueError):
+    """A zstd frame would decompress to more than its object kind may hold."""
+
+
 def _unzstd(data: bytes | memoryview, limit: int) -> bytes:
+    """Decompress one frame of at most ``limit`` bytes, never allocating more than that.
+
+    python-zstandard ignores ``max_output_size`` when the frame declares its content size and
+    allocates whatever the frame declares (a 2 KiB frame declaring 1 GiB allocates 1 GiB). So a
+    declared size is checked against the limit first; a frame without one is streamed and cut
+    off one step past the limit.
+    """
+    dec = _decompressor()
     try:
-        return _decompressor().decompress(data, max_output_size=limit)
+        declared = zstandard.get_frame_parameters(data).content_size
+        if declared != zstandard.CONTENTSIZE_UNKNOWN:
+            if declared > limit:
+                raise DecompressionLimit(
+                    f"declares {declared} bytes decompressed, more than the limit of {limit}"
+                )
+            return dec.decompress(data)
+        out = bytearray()
+        with dec.stream_reader(data) as reader:
+            while piece := reader.read(min(_STREAM_STEP, limit + 1 - len(out))):
+                out += piece
+                if len(out) > limit:
+                    raise DecompressionLimit(f"decompresses to more than the limit of {limit}")
+        return bytes(out)
     except zstandard.ZstdError as exc:
         raise InvalidTag from exc  # authenticated bytes that do not decompress: treat as forged
 
@@ -170,7 +235,7 @@ class MetaCipher:
             raise InvalidTag
         nonce, sealed = data[2 : 2 + NONCE_SIZE], data[2 + NONCE_SIZE :]
         plain = self._aead.decrypt(nonce, sealed, self._aad(kind))
-        return _unzstd(plain, 1 << 34)
+        return _unzstd(plain, _META_LIMITS.get(kind, MAX_LOCK_PLAIN))
 
 
 class BlobCodec:
@@ -209,7 +274,8 @@ class BlobCodec:
         return out
 
     def decode(self, cid: bytes, blob: bytes | memoryview) -> bytes:
-        """The chunk; ``InvalidTag`` unless the blob authenticates *and* hashes to ``cid``."""
+        """The chunk; ``InvalidTag`` unless the blob authenticates *and* hashes to ``cid``;
+        ``DecompressionLimit`` when its frame claims more than a chunk."""
         if self._aead is None:
             raise ValueError("BlobCodec without a data key cannot decode")
         view = memoryview(blob)
@@ -217,7 +283,7 @@ class BlobCodec:
             raise InvalidTag
         body = self._aead.decrypt(bytes(view[:NONCE_SIZE]), view[NONCE_SIZE:], cid)
         if body[0] == BLOB_ZSTD:
-            data = _unzstd(memoryview(body)[1:], _MAX_BLOB_BODY)
+            data = _unzstd(memoryview(body)[1:], MAX_CHUNK_PLAIN)
         elif body[0] == BLOB_RAW:
             data = body[1:]
         else:

@@ -56,6 +56,7 @@ ENTRY_SIZE: Final = ID_SIZE + 4 + 4 + 4
 INFO_CHUNK_ID: Final = b"imagekit/v1/chunk-id"
 INFO_METADATA: Final = b"imagekit/v1/metadata"
 INFO_SEAL: Final = b"imagekit/v1/seal"
+INFO_FINGERPRINT: Final = b"imagekit/v1/fingerprint"
 AAD_META: Final = b"imagekit/v1/meta"
 AAD_SLOT: Final = b"imagekit/v1/key-slot"
 AAD_IDENTITY: Final = b"imagekit/v1/identity"
@@ -64,9 +65,36 @@ AAD_IDENTITY: Final = b"imagekit/v1/identity"
 SCRYPT_N: Final = 1 << 15
 SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
+#: The most a key slot or identity file may ask of scrypt. Their parameters are read before
+#: anything authenticates them, so a planted slot could otherwise ask for terabytes: 2^20 x 8 x
+#: 128 B = 1 GiB of memory (32x the default), and p x N x r at most 2^24 (~10 s of work).
+SCRYPT_MAX_N: Final = 1 << 20
+SCRYPT_MAX_R: Final = 32
+SCRYPT_MAX_P: Final = 16
+SCRYPT_MAX_WORK: Final = 1 << 24  # n * r * p
+SCRYPT_MAX_MEMORY: Final = 1 << 30  # 128 * n * r
 
 #: A lock holder rewrites its lock this often; a lock not rewritten for LOCK_STALE_AFTER is dead.
 LOCK_REFRESH_INTERVAL: Final = 5 * 60.0
 LOCK_STALE_AFTER: Final = 30 * 60.0
 
 RECIPIENT_PREFIX: Final = "ikr1"
+FINGERPRINT_PREFIX: Final = "ikf1"
+#: 20 bytes (160 bits): forging keys with a given fingerprint is a second-preimage search of
+#: 2^160; 32 base32 characters are still comparable by eye.
+FINGERPRINT_SIZE: Final = 20
+
+# Decompression limits per object kind (``docs/format.md`` § Limits). Every limit is checked
+# against the size a zstd frame declares *before* anything is allocated, and against the bytes
+# actually produced while streaming, so a small forged frame cannot claim gigabytes.
+#: A blob body is one chunk.
+MAX_CHUNK_PLAIN: Final = CHUNK_SIZE
+#: A pack header: 80 + 4 + 44 bytes per blob; a 32 MiB pack of 4 KiB blobs has ~8,200.
+MAX_PACK_HEADER_PLAIN: Final = 16 << 20
+#: A manifest: 36 bytes per non-zero chunk; 64 TiB of EBS volume is 128 Mi chunks = 4.5 GiB,
+#: far more than any AMI; 1 GiB holds 29 Mi chunks (15 TiB of non-zero data).
+MAX_MANIFEST_PLAIN: Final = 1 << 30
+#: An index object: 44 bytes per chunk; one session's index of 15 TiB of new data fits.
+MAX_INDEX_PLAIN: Final = 1 << 30
+#: A lock is a small JSON document.
+MAX_LOCK_PLAIN: Final = 64 << 10

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from imagekit.errors import InputError, UsageError, WrongKey
+from imagekit.state import write_private
 from imagekit.store.crypto import encode_recipient, public_bytes, scrypt_key
 from imagekit.store.format import AAD_IDENTITY, NONCE_SIZE, SCRYPT_N, SCRYPT_P, SCRYPT_R
 
@@ -49,6 +50,13 @@ def env_or_prompt(prompt: str, confirm: bool) -> str:
     """``IMAGEKIT_PASSPHRASE`` if set, else a hidden prompt on the terminal."""
     value = os.environ.get(PASSPHRASE_ENV)
     if value is not None:
+        # Refused here as at the prompt: an empty variable is more often a mistake (a secret
+        # that failed to load) than a choice, and it would protect nothing.
+        if not value:
+            raise UsageError(
+                f"{PASSPHRASE_ENV} is set but empty",
+                hint="an empty passphrase protects nothing; set it, or unset it to be prompted",
+            )
         return value
     if not sys.stdin.isatty():
         raise UsageError(f"a passphrase is needed: set {PASSPHRASE_ENV} or run on a terminal")
@@ -105,18 +113,7 @@ def write_identity(path: Path, identity: Identity, passphrase: str, *, force: bo
     """Write 0600 to a temporary name beside ``path``, then rename; refuse to overwrite."""
     if path.exists() and not force:
         raise UsageError(f"{path}: exists; refusing to overwrite an identity")
-    data = encode_identity(identity, passphrase)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(path, encode_identity(identity, passphrase))
 
 
 def read_identity(path: Path, passphrase: PassphraseSource = env_or_prompt) -> Identity:

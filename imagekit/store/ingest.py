@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from imagekit.errors import InputError
+from imagekit.errors import InputError, IntegrityError
 from imagekit.progress import NullProgress, Progress
 from imagekit.store.crypto import BlobCodec
 from imagekit.store.format import CHUNK_SIZE, PACK_TARGET_SIZE
@@ -191,6 +191,14 @@ class _Session:
         chunks: dict[int, bytes] = {}
         if base is not None:
             chunks = {i: c for i, c in base.chunks if i < count}
+            missing = sum(1 for c in set(chunks.values()) if c not in self.index)
+            if missing:
+                # A manifest built on them could not be restored: refuse before reading.
+                raise IntegrityError(
+                    f"{self.repo.url}: the base of volume {source.name} names {missing} chunks "
+                    "that are in no index",
+                    hint="run `imagekit store verify`; a full read does not need the base",
+                )
         progress.start(f"ingest {source.name}", None)
         inflight: deque[Future[list[_Processed]]] = deque()
 
@@ -288,7 +296,7 @@ def ingest(
         raise InputError(f"volume names repeat: {names}")
     bar = progress or NullProgress()
     reuse_freed_buffers()
-    with repo.lock(exclusive=False):
+    with repo.lock(exclusive=False) as held:
         recovered = []
         if index is None:
             index = repo.load_index()
@@ -309,6 +317,7 @@ def ingest(
             bytes_read=session.bytes_read,
             bytes_uploaded=session.bytes_uploaded,
         )
+        held.check()  # no manifest once our lock may look stale: a prune may have run meanwhile
         image, size = repo.write_image(manifest)
     return IngestResult(
         image=image,

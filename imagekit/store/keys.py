@@ -12,13 +12,16 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import blake3
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from imagekit.store.crypto import (
     InvalidTag,
+    check_scrypt_params,
     decode_recipient,
     derive_keys,
     encode_recipient,
+    hkdf,
     public_bytes,
     scrypt_key,
     seal,
@@ -28,6 +31,9 @@ from imagekit.store.format import (
     AAD_SLOT,
     ACCESS_READ,
     ACCESS_WRITE,
+    FINGERPRINT_PREFIX,
+    FINGERPRINT_SIZE,
+    INFO_FINGERPRINT,
     KEY_SIZE,
     MASTER_KEY_VERSION,
     NONCE_SIZE,
@@ -57,6 +63,11 @@ class MasterKey:
         """(CHUNK_ID_KEY, METADATA_KEY)."""
         return derive_keys(self.write_key, self.repository_id)
 
+    @property
+    def fingerprint(self) -> str:
+        """The repository fingerprint: what these keys are, in a form safe to publish."""
+        return fingerprint(self.repository_id, self.write_key, self.read_public)
+
     def writer(self) -> MasterKey:
         """The same repository keys without the read key."""
         return MasterKey(self.repository_id, self.write_key, self.read_public)
@@ -65,6 +76,37 @@ class MasterKey:
     def generate(repository_id: bytes) -> MasterKey:
         private = X25519PrivateKey.generate()
         return MasterKey(repository_id, os.urandom(KEY_SIZE), public_bytes(private), private)
+
+
+def fingerprint(repository_id: bytes, write_key: bytes, read_public: bytes) -> str:
+    """``ikf1`` + base32 of 20 bytes committing to the repository id, W and the read public key.
+
+    Sealing a slot needs only a recipient's public key, so anyone who can write ``keys/`` can
+    plant a slot holding keys of their own. A client that knows the fingerprint accepts only
+    slots whose keys produce it: a planted read slot (other read key pair) or write slot (other
+    W, or another read public key to seal data keys to) never matches. W enters through HKDF, so
+    the published value says nothing about W itself.
+    """
+    commit = hkdf(write_key, repository_id, INFO_FINGERPRINT)
+    digest = blake3.blake3(INFO_FINGERPRINT + repository_id + commit + read_public).digest()
+    raw = digest[:FINGERPRINT_SIZE]
+    return FINGERPRINT_PREFIX + base64.b32encode(raw).decode("ascii").lower()
+
+
+def normalize_fingerprint(text: str) -> str:
+    """A fingerprint as written by ``fingerprint``; ``ValueError`` when it is not one."""
+    value = text.strip().lower()
+    body = value[len(FINGERPRINT_PREFIX) :]
+    try:
+        raw = base64.b32decode(body.upper())
+    except ValueError:
+        raw = b""
+    if not value.startswith(FINGERPRINT_PREFIX) or len(raw) != FINGERPRINT_SIZE:
+        raise ValueError(
+            f"not a repository fingerprint (expected {FINGERPRINT_PREFIX} and 32 base32 "
+            f"characters, as `imagekit store init` prints): {text!r}"
+        )
+    return value
 
 
 def encode_master(key: MasterKey, access: Access) -> bytes:
@@ -139,6 +181,7 @@ class KeySlot:
             if doc["type"] == "scrypt":
                 s = doc["scrypt"]
                 scrypt = (int(s["n"]), int(s["r"]), int(s["p"]), base64.b64decode(s["salt"]))
+                check_scrypt_params(*scrypt[:3])
             return KeySlot(
                 type=doc["type"],
                 access=doc["access"],
@@ -211,6 +254,8 @@ __all__ = [
     "decode_master",
     "encode_master",
     "encode_recipient",
+    "fingerprint",
+    "normalize_fingerprint",
     "open_with_identity",
     "open_with_passphrase",
     "passphrase_slot",

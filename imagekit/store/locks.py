@@ -7,8 +7,8 @@ blocking others.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imagekit.errors import LockError, ObjectNotFound, StoreError
+from imagekit.errors import LockError, ObjectNotFound, StoreError, UsageError
 from imagekit.store.backends.base import Backend
 from imagekit.store.crypto import InvalidTag, MetaCipher
 from imagekit.store.format import (
@@ -26,6 +26,14 @@ from imagekit.store.format import (
     LOCKS_PREFIX,
 )
 
+log = logging.getLogger(__name__)
+
+#: After a failed refresh, try again this soon rather than at the next interval.
+LOCK_RETRY_INTERVAL = 30.0
+#: A holder that has not rewritten its lock for this long stops before committing anything:
+#: others may already count the lock stale (one refresh interval of margin for clock drift).
+LOCK_TRUST_FOR = LOCK_STALE_AFTER - LOCK_REFRESH_INTERVAL
+
 
 @dataclass(frozen=True)
 class LockInfo:
@@ -33,12 +41,25 @@ class LockInfo:
     exclusive: bool
     host: str
     pid: int
-    time: float
+    time: float  # the holder's clock at its last rewrite
+    modified: float | None = None  # the storage's clock at the last rewrite, where known
+    readable: bool = True  # False: it does not decrypt with this repository's keys
 
-    def stale(self, now: float) -> bool:
+    def stale(self, now: float, storage_now: float | None = None) -> bool:
+        """Not rewritten for ``LOCK_STALE_AFTER``: by the storage's clock where the backend
+        timestamps objects (``storage_now``: the time of the reader's own fresh lock), else by
+        the holder's clock against ours."""
+        if self.modified is not None and storage_now is not None:
+            return storage_now - self.modified > LOCK_STALE_AFTER
         return now - self.time > LOCK_STALE_AFTER
 
     def describe(self) -> str:
+        if not self.readable:
+            return (
+                f"unreadable lock {self.name}: it does not decrypt with this repository's keys "
+                f"(planted or corrupt; counted as exclusive; `imagekit store unlock STORE "
+                f"{self.name}`)"
+            )
         kind = "exclusive" if self.exclusive else "shared"
         age = time.time() - self.time
         return f"{kind} lock {self.name} held by {self.host} pid {self.pid} ({age:.0f} s old)"
@@ -62,14 +83,38 @@ def read_locks(backend: Backend, meta: MetaCipher) -> list[LockInfo]:
                     str(doc["host"]),
                     int(doc["pid"]),
                     float(doc["time"]),
+                    info.modified,
                 )
             )
         except ObjectNotFound:
             continue  # released between list and read
         except (InvalidTag, ValueError, KeyError, TypeError):
-            # Unreadable: count it as a fresh exclusive lock, the safe reading.
-            locks.append(LockInfo(info.name, True, "?", 0, time.time()))
+            # Unreadable: an exclusive lock written now (the safe reading) that, where the
+            # storage timestamps it, goes stale like any other; `store unlock` removes it.
+            locks.append(LockInfo(info.name, True, "?", 0, time.time(), info.modified, False))
     return locks
+
+
+def remove_lock(backend: Backend, meta: MetaCipher, name: str, *, now: float | None = None) -> str:
+    """Delete lock ``name`` if no live holder can own it: unreadable, or stale. Its description.
+
+    A readable fresh lock is refused: its holder is alive (or was less than
+    ``LOCK_STALE_AFTER`` ago) and removing it could let a prune delete what it writes.
+    """
+    if not name.startswith(LOCKS_PREFIX):
+        name = f"{LOCKS_PREFIX}{name}"
+    found = [lock for lock in read_locks(backend, meta) if lock.name == name]
+    if not found:
+        raise ObjectNotFound(f"{backend.url}: no lock {name}")
+    lock = found[0]
+    clock = time.time() if now is None else now
+    if lock.readable and not lock.stale(clock):
+        raise UsageError(
+            f"{backend.url}: {lock.describe()} is fresh; refusing to remove it",
+            hint="wait for its holder to finish; a crashed holder's lock expires after 30 minutes",
+        )
+    backend.delete(name)
+    return lock.describe()
 
 
 class RepositoryLock:
@@ -90,48 +135,80 @@ class RepositoryLock:
         self.name = f"{LOCKS_PREFIX}{os.urandom(16).hex()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._written = 0.0  # our clock at the last successful write of the lock
+        self.storage_now: float | None = None  # the storage's clock then, where it has one
 
     def _conflicts(self) -> list[LockInfo]:
         now = self._clock()
+        locks = read_locks(self._backend, self._meta)
+        own = [lock.modified for lock in locks if lock.name == self.name]
+        if own and own[0] is not None:
+            self.storage_now = own[0]
         return [
             lock
-            for lock in read_locks(self._backend, self._meta)
-            if lock.name != self.name and not lock.stale(now) and (self.exclusive or lock.exclusive)
+            for lock in locks
+            if lock.name != self.name
+            and not lock.stale(now, self.storage_now)
+            and (self.exclusive or lock.exclusive)
         ]
 
     def acquire(self) -> None:
-        found = self._conflicts()
-        if found:
-            raise LockError(
-                f"{self._backend.url}: locked ({found[0].describe()})",
-                hint="wait for it to finish; a crashed holder's lock expires after 30 minutes",
-            )
+        # Write first, then look: the listing then carries our own lock's storage timestamp,
+        # the storage's "now" that other locks' ages are measured against. Two lockers racing
+        # both see each other and both back off; never both proceed.
         self._write()
         found = self._conflicts()
         if found:
             self._backend.delete(self.name)
-            raise LockError(f"{self._backend.url}: locked meanwhile ({found[0].describe()})")
+            first = found[0]
+            hint = (
+                "wait for it to finish; a crashed holder's lock expires after 30 minutes"
+                if first.readable
+                else "it goes stale 30 minutes after it was written where the storage "
+                "timestamps objects; `imagekit store unlock` removes it at once"
+            )
+            raise LockError(f"{self._backend.url}: locked ({first.describe()})", hint=hint)
         if self.exclusive:
             self._remove_stale()
         self._thread = threading.Thread(target=self._refresh, name="lock-refresh", daemon=True)
         self._thread.start()
 
     def _write(self) -> None:
-        self._backend.write(
-            self.name, self._meta.encrypt(KIND_LOCK, _encode(self.exclusive, self._clock()))
-        )
+        now = self._clock()
+        self._backend.write(self.name, self._meta.encrypt(KIND_LOCK, _encode(self.exclusive, now)))
+        self._written = now
 
     def _remove_stale(self) -> None:
         now = self._clock()
         for lock in read_locks(self._backend, self._meta):
-            if lock.name != self.name and lock.stale(now):
+            if lock.name != self.name and lock.stale(now, self.storage_now):
                 self._backend.delete(lock.name)
 
+    def refresh_once(self) -> bool:
+        """Rewrite the lock; False (and a warning) when that failed."""
+        try:
+            self._write()
+        except StoreError as exc:
+            log.warning("%s: refreshing lock %s failed: %s", self._backend.url, self.name, exc)
+            return False
+        return True
+
     def _refresh(self) -> None:
-        while not self._stop.wait(LOCK_REFRESH_INTERVAL):
-            # A failed refresh is retried at the next tick; the lock only goes stale after 30 min.
-            with contextlib.suppress(StoreError):
-                self._write()
+        interval = LOCK_REFRESH_INTERVAL
+        while not self._stop.wait(interval):
+            interval = LOCK_REFRESH_INTERVAL if self.refresh_once() else LOCK_RETRY_INTERVAL
+
+    def check(self) -> None:
+        """``LockError`` when the lock may have gone stale in others' eyes (its refreshes
+        failed, or the process was suspended): committing now could race a prune that
+        ignored it. Holders call this right before they commit (a manifest, a deletion)."""
+        unrefreshed = self._clock() - self._written
+        if unrefreshed > LOCK_TRUST_FOR:
+            raise LockError(
+                f"{self._backend.url}: lock {self.name} not refreshed for {unrefreshed:.0f} s; "
+                "stopping before committing, as others may count it stale",
+                hint="check the store's reachability and run again (uploaded packs are reused)",
+            )
 
     def release(self) -> None:
         self._stop.set()
@@ -147,4 +224,4 @@ class RepositoryLock:
         self.release()
 
 
-__all__ = ["LockInfo", "RepositoryLock", "read_locks"]
+__all__ = ["LockInfo", "RepositoryLock", "read_locks", "remove_lock"]

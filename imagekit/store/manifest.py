@@ -108,6 +108,30 @@ def encode_manifest(m: ImageManifest) -> bytes:
     return bytes(out)
 
 
+def check_chunk_map(volume: VolumeManifest) -> None:
+    """``ValueError`` unless the chunk map is sorted, without repeats, inside the volume.
+
+    A writer key holder can write any manifest; a restore trusts these indexes for where it
+    writes, so a map pointing past ``virtual_size`` would grow the output, and repeats or
+    disorder would break the one-entry-per-chunk rule the readers rely on.
+    """
+    if volume.virtual_size < 0:
+        raise ValueError(f"volume {volume.name!r}: negative virtual size")
+    previous = -1
+    last = volume.chunk_count - 1
+    for index, _ in volume.chunks:
+        if index <= previous:
+            raise ValueError(
+                f"volume {volume.name!r}: chunk map not sorted or repeats chunk index {index}"
+            )
+        if index > last:
+            raise ValueError(
+                f"volume {volume.name!r}: chunk index {index} lies outside the volume's "
+                f"{volume.virtual_size} bytes"
+            )
+        previous = index
+
+
 def decode_manifest(payload: bytes) -> ImageManifest:
     """``ValueError`` when malformed (the envelope already proved it was not tampered with)."""
     try:
@@ -124,14 +148,14 @@ def decode_manifest(payload: bytes) -> ImageManifest:
                 _MAP_ENTRY.unpack_from(payload, pos + i * _MAP_ENTRY.size) for i in range(count)
             )
             pos += count * _MAP_ENTRY.size
-            volumes.append(
-                VolumeManifest(
-                    name=str(v["name"]),
-                    virtual_size=int(v["virtual_size"]),
-                    chunks=chunks,
-                    stored_size=int(v["stored_size"]),
-                )
+            volume = VolumeManifest(
+                name=str(v["name"]),
+                virtual_size=int(v["virtual_size"]),
+                chunks=chunks,
+                stored_size=int(v["stored_size"]),
             )
+            check_chunk_map(volume)
+            volumes.append(volume)
         if pos != len(payload):
             raise ValueError("trailing bytes after the chunk maps")
         return ImageManifest(
@@ -146,12 +170,14 @@ def decode_manifest(payload: bytes) -> ImageManifest:
         )
     except (struct.error, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed manifest: {exc}") from exc
+    # (ValueError from check_chunk_map or parse_time passes through with its own message.)
 
 
 __all__ = [
     "ImageManifest",
     "StoredImage",
     "VolumeManifest",
+    "check_chunk_map",
     "decode_manifest",
     "encode_manifest",
     "format_time",

@@ -10,13 +10,20 @@ import blake3
 
 from imagekit.store.crypto import InvalidTag, MetaCipher
 from imagekit.store.format import (
+    CHUNK_SIZE,
     ENTRY_SIZE,
     ID_SIZE,
     KIND_PACK_HEADER,
+    NONCE_SIZE,
     SEALED_DATA_KEY_SIZE,
+    TAG_SIZE,
 )
 
 _ENTRY = struct.Struct("<32sIII")
+#: An index or pack header entry: chunk id, offset, length, raw length.
+ENTRY_STRUCT = _ENTRY
+#: The longest a blob can be: nonce, marker byte, a whole chunk stored raw, tag.
+MAX_BLOB_SIZE = NONCE_SIZE + 1 + CHUNK_SIZE + TAG_SIZE
 _U32 = struct.Struct("<I")
 
 
@@ -52,17 +59,33 @@ def encode_entries(entries: Sequence[BlobEntry]) -> bytes:
     return bytes(out)
 
 
-def decode_entries(buf: bytes, pos: int) -> tuple[tuple[BlobEntry, ...], int]:
-    """Entries starting at ``pos`` (count first); returns them and the position after them."""
+def check_entry_list(buf: bytes, pos: int) -> int:
+    """The count of the entry list at ``pos`` after checking every entry; ``ValueError`` when
+    it is truncated or an entry claims more than a chunk's sizes (forged: a reader would
+    otherwise ask for gigabyte range reads)."""
     if pos + 4 > len(buf):
         raise ValueError("truncated entry count")
     (count,) = _U32.unpack_from(buf, pos)
-    pos += 4
-    end = pos + count * ENTRY_SIZE
-    if end > len(buf):
+    start = pos + 4
+    if start + count * ENTRY_SIZE > len(buf):
         raise ValueError("truncated entry list")
+    for cid, _offset, length, raw_length in _ENTRY.iter_unpack(
+        memoryview(buf)[start : start + count * ENTRY_SIZE]
+    ):
+        if not 0 < raw_length <= CHUNK_SIZE or not 0 < length <= MAX_BLOB_SIZE:
+            raise ValueError(
+                f"entry for chunk {cid.hex()[:16]} claims {length} stored and "
+                f"{raw_length} plain bytes, beyond a chunk's"
+            )
+    return int(count)
+
+
+def decode_entries(buf: bytes, pos: int) -> tuple[tuple[BlobEntry, ...], int]:
+    """Entries starting at ``pos`` (count first); returns them and the position after them."""
+    count = check_entry_list(buf, pos)
+    pos += 4
     entries = tuple(BlobEntry(*_ENTRY.unpack_from(buf, pos + i * ENTRY_SIZE)) for i in range(count))
-    return entries, end
+    return entries, pos + count * ENTRY_SIZE
 
 
 def encode_pack_header(header: PackHeader) -> bytes:
@@ -162,11 +185,13 @@ def check_entries(entries: Iterable[BlobEntry], data_end: int) -> None:
 
 
 __all__ = [
+    "ENTRY_STRUCT",
     "BlobEntry",
     "InvalidTag",
     "PackBuilder",
     "PackHeader",
     "check_entries",
+    "check_entry_list",
     "decode_entries",
     "decode_pack_header",
     "encode_entries",

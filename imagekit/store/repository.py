@@ -7,9 +7,11 @@ place where authentication failures become ``WrongKey`` or ``IntegrityError`` na
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from imagekit.errors import IntegrityError, ObjectNotFound, StoreError, UsageError, WrongKey
-from imagekit.store.backends.base import Backend
+from imagekit.store.backends.base import Backend, ObjectInfo
 from imagekit.store.crypto import BlobCodec, InvalidTag, MetaCipher, seal, unseal
 from imagekit.store.format import (
     CONFIG,
@@ -37,8 +39,7 @@ from imagekit.store.keys import (
     Access,
     KeySlot,
     MasterKey,
-    open_with_identity,
-    open_with_passphrase,
+    normalize_fingerprint,
     passphrase_slot,
     recipient_slot,
 )
@@ -46,9 +47,16 @@ from imagekit.store.locks import RepositoryLock
 from imagekit.store.manifest import ImageManifest, StoredImage, decode_manifest, encode_manifest
 from imagekit.store.memory import PageBuffers
 from imagekit.store.pack import header_length, join_into, object_id, pack_name, read_pack_header
+from imagekit.store.slots import describe_slots, expected_fingerprint, open_slots, read_slots
+from imagekit.store.trust import KnownStores
+
+log = logging.getLogger(__name__)
 
 #: Parallel small reads (index objects, manifests, pack headers): latency-bound, not CPU-bound.
 METADATA_READERS = 8
+#: What an index entry takes stored: 44 bytes, ~34 after zstd (measured on index objects of
+#: random chunk ids and realistic offsets); sizes the in-memory index before it is read.
+STORED_BYTES_PER_ENTRY = 34
 #: Most pack headers fit in this tail; longer ones cost a second read.
 PACK_TAIL_GUESS = 64 << 10
 
@@ -57,9 +65,19 @@ PACK_TAIL_GUESS = 64 << 10
 class Config:
     id: bytes
     version: int
+    #: The fingerprint of the repository's keys as ``init`` wrote it. Plaintext and writable by
+    #: the storage provider: it is a claim, checked against the pinned value and the keys.
+    #: None in repositories written before fingerprints existed (they open all the same).
+    fingerprint: str | None = None
 
     def encode(self) -> bytes:
-        doc = {"format": REPOSITORY_FORMAT, "version": self.version, "id": self.id.hex()}
+        doc: dict[str, Any] = {
+            "format": REPOSITORY_FORMAT,
+            "version": self.version,
+            "id": self.id.hex(),
+        }
+        if self.fingerprint is not None:
+            doc["fingerprint"] = self.fingerprint
         return (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
 
     @staticmethod
@@ -72,6 +90,8 @@ class Config:
             if len(rid) != REPOSITORY_ID_SIZE:
                 raise ValueError("repository id has the wrong length")
             version = int(doc["version"])
+            declared = doc.get("fingerprint")
+            fingerprint = None if declared is None else normalize_fingerprint(str(declared))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"{where}/config: malformed ({exc})") from exc
         if version != REPOSITORY_VERSION:
@@ -80,7 +100,7 @@ class Config:
                 f"(this imagekit reads version {REPOSITORY_VERSION})",
                 hint="upgrade imagekit",
             )
-        return Config(rid, version)
+        return Config(rid, version, fingerprint)
 
 
 class Repository:
@@ -112,8 +132,9 @@ class Repository:
             raise UsageError("a repository needs at least one --recipient or a --passphrase")
         if backend.exists(CONFIG):
             raise UsageError(f"{backend.url}: already holds a repository")
-        config = Config(os.urandom(REPOSITORY_ID_SIZE), REPOSITORY_VERSION)
-        key = MasterKey.generate(config.id)
+        rid = os.urandom(REPOSITORY_ID_SIZE)
+        key = MasterKey.generate(rid)
+        config = Config(rid, REPOSITORY_VERSION, key.fingerprint)
         slots = [_slot_for(key, r, "read") for r in recipients]
         slots += [_slot_for(key, r, "write") for r in writers]
         if passphrase is not None:
@@ -131,32 +152,49 @@ class Repository:
         *,
         identity: Identity | None = None,
         passphrase: str | None = None,
+        fingerprint: str | None = None,
+        known: KnownStores | None = None,
     ) -> Repository:
+        """Open with an identity or passphrase, accepting only keys that match the fingerprint.
+
+        The fingerprint expected is ``fingerprint`` (pinned by a plan or the command line), else
+        the one ``known`` recorded for this store on first use, else the one ``config`` claims.
+        A slot whose keys do not match it is ignored with a warning (anyone who can write the
+        bucket can plant a slot sealed to a known recipient); with nothing to match, every slot
+        that opens must agree. ``known`` records the fingerprint on first use.
+        """
         config = read_config(backend)
         if identity is None and passphrase is None:
             raise UsageError(
                 f"{backend.url}: opening needs an identity (--identity) or a passphrase"
             )
-        opened: list[MasterKey] = []
-        for name, slot in read_slots(backend):
-            if slot.repository != config.id.hex():
-                raise IntegrityError(f"{backend.url}/{name}: key slot of another repository")
-            try:
-                if identity is not None and slot.type == "x25519":
-                    opened.append(open_with_identity(slot, identity.private))
-                elif passphrase is not None and slot.type == "scrypt":
-                    opened.append(open_with_passphrase(slot, passphrase))
-            except InvalidTag:
-                continue
-            except ValueError as exc:
-                raise IntegrityError(f"{backend.url}/{name}: {exc}") from exc
-            if opened and opened[-1].access == "read":
-                break
+        expected, source = expected_fingerprint(backend.url, config.fingerprint, fingerprint, known)
+        opened, foreign = open_slots(
+            backend, config.id.hex(), identity, passphrase, expected, source
+        )
         if not opened:
             what = "identity" if identity is not None else "passphrase"
-            raise WrongKey(f"{backend.url}: no key slot opens with this {what}")
-        best = max(opened, key=lambda k: k.access == "read")
+            hint = None
+            if foreign:
+                hint = f"{len(foreign)} slot(s) opened with keys of another fingerprint: {foreign}"
+            raise WrongKey(f"{backend.url}: no key slot opens with this {what}", hint=hint)
+        prints = {key.fingerprint for _, key in opened}
+        if len(prints) > 1:
+            names = ", ".join(f"{n} ({k.fingerprint})" for n, k in opened)
+            raise IntegrityError(
+                f"{backend.url}: key slots open to different keys: {names}",
+                hint="some were planted; pin the fingerprint `imagekit store init` printed "
+                "(plan store `fingerprint:`, or --fingerprint)",
+            )
+        best = max((key for _, key in opened), key=lambda k: k.access == "read")
+        if fingerprint is None and known is not None and source != "recorded":
+            known.record(backend.url, best.fingerprint)
         return cls(backend, config, best)
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the keys this repository was opened with."""
+        return self.key.fingerprint
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -201,13 +239,44 @@ class Repository:
             self.backend.write_from(pack_name(pid), view)
         return pid, size
 
+    def pack_objects(self) -> dict[str, ObjectInfo]:
+        """Pack id → listing of every object under ``data/`` named as a pack; anything else
+        there is ignored with a warning (and so never indexed, restored from, or pruned)."""
+        packs = {}
+        for info in self.backend.list(DATA_PREFIX):
+            oid = info.name.rsplit("/", 1)[-1]
+            if _is_object_id(oid) and info.name == pack_name(oid):
+                packs[oid] = info
+            else:
+                log.warning("%s: not a pack name, ignored", self.where(info.name))
+        return packs
+
+    def list_packs(self) -> dict[str, int]:
+        """Pack id → size (see ``pack_objects``)."""
+        return {p: info.size for p, info in self.pack_objects().items()}
+
     def pack_ids(self) -> set[str]:
-        return {info.name.rsplit("/", 1)[-1] for info in self.backend.list(DATA_PREFIX)}
+        return set(self.pack_objects())
+
+    def _sized(self, prefix: str) -> list[tuple[str, int]]:
+        """(id, size) of every object under ``prefix`` named as the format names objects;
+        anything else there is ignored with a warning."""
+        ids = []
+        for info in self.backend.list(prefix):
+            oid = info.name[len(prefix) :]
+            if _is_object_id(oid):
+                ids.append((oid, info.size))
+            else:
+                log.warning("%s: not an object name of the format, ignored", self.where(info.name))
+        return ids
+
+    def _ids(self, prefix: str) -> list[str]:
+        return [oid for oid, _ in self._sized(prefix)]
 
     # -- index -----------------------------------------------------------------------------
 
     def index_names(self) -> list[str]:
-        return [info.name for info in self.backend.list(INDEX_PREFIX)]
+        return [f"{INDEX_PREFIX}{oid}" for oid in self._ids(INDEX_PREFIX)]
 
     def read_index(self, name: str) -> list[PackRecord]:
         try:
@@ -216,10 +285,42 @@ class Repository:
             raise IntegrityError(f"{self.where(name)}: {exc}") from exc
 
     def load_index(self, names: Sequence[str] | None = None) -> Index:
-        names = self.index_names() if names is None else names
+        """The union of the index objects ``names`` (default: all), each object's payload
+        decoded straight into the table: no Python object per entry, even transiently."""
+        if names is None:
+            listed = {f"{INDEX_PREFIX}{oid}": size for oid, size in self._sized(INDEX_PREFIX)}
+            names = list(listed)
+        else:
+            listed = {}
+        # Sized from the stored bytes, so the table is built once instead of grown and rebuilt.
+        index = Index(expected=sum(listed.values()) // STORED_BYTES_PER_ENTRY)
         with ThreadPoolExecutor(METADATA_READERS) as pool:
-            parts = list(pool.map(self.read_index, names))
-        return Index(r for part in parts for r in part)
+            # A window of reads ahead, not all of them: a decoded object holds 44 bytes a
+            # chunk until it is in the table, and holding every one at once doubled the peak.
+            pending: deque[tuple[str, Future[bytes | None]]] = deque()
+            for name in [*names, None]:
+                if name is not None:
+                    pending.append((name, pool.submit(self._index_payload, name)))
+                while pending and (name is None or len(pending) > METADATA_READERS):
+                    done, future = pending.popleft()
+                    payload = future.result()
+                    if payload is None:
+                        continue
+                    try:
+                        index.add_payload(payload)
+                    except ValueError as exc:
+                        log.warning("%s: %s; ignored", self.where(done), exc)
+        return index
+
+    def _index_payload(self, name: str) -> bytes | None:
+        try:
+            return self.read_meta(KIND_INDEX, name)
+        except IntegrityError as exc:
+            # Anyone who can write the bucket can add an object named by its own hash; one that
+            # does not authenticate was not written with this repository's keys. ``verify``
+            # reports it; here it only costs the chunks it claims, which are then in no index.
+            log.warning("%s; ignored", exc)
+            return None
 
     def write_index(self, records: Sequence[PackRecord]) -> tuple[str, int]:
         return self.write_meta(KIND_INDEX, INDEX_PREFIX, encode_index(records))
@@ -247,15 +348,27 @@ class Repository:
 
     def index_unindexed_packs(self, index: Index) -> list[PackRecord]:
         """Index packs a crashed writer uploaded but never indexed; they are then reused."""
-        missing = sorted(self.pack_ids() - set(index.packs))
+        missing = sorted(self.pack_ids() - index.pack_ids)
         if not missing:
             return []
         with ThreadPoolExecutor(METADATA_READERS) as pool:
-            records = list(pool.map(self.read_pack_record, missing))
-        self.write_index(records)
+            found = list(pool.map(self._pack_record_or_skip, missing))
+        records = [r for r in found if r is not None]
+        if records:
+            self.write_index(records)
         for r in records:
             index.add(r)
         return records
+
+    def _pack_record_or_skip(self, pack_id: str) -> PackRecord | None:
+        try:
+            return self.read_pack_record(pack_id)
+        except IntegrityError as exc:
+            # An object named like a pack whose header does not authenticate was not written
+            # with this repository's keys (anyone who can write the bucket can name one so):
+            # never indexed, so never read; prune removes it once it is old enough.
+            log.warning("%s; not indexed", exc)
+            return None
 
     # -- data ------------------------------------------------------------------------------
 
@@ -290,6 +403,8 @@ class Repository:
             data = codec.decode(chunk_id, blob)
         except InvalidTag as exc:
             raise IntegrityError(f"{where}: failed authentication") from exc
+        except ValueError as exc:  # a frame claiming more than a chunk (a writer's bomb)
+            raise IntegrityError(f"{where}: {exc}") from exc
         if len(data) != loc.raw_length:
             raise IntegrityError(f"{where}: has {len(data)} bytes, index says {loc.raw_length}")
         return data
@@ -314,12 +429,20 @@ class Repository:
             raise IntegrityError(f"{self.where(name)}: {exc}") from exc
 
     def image_ids(self) -> list[str]:
-        return [info.name[len(IMAGES_PREFIX) :] for info in self.backend.list(IMAGES_PREFIX)]
+        return self._ids(IMAGES_PREFIX)
+
+    def _load_image_or_skip(self, image_id: str) -> StoredImage | None:
+        try:
+            return self.load_image(image_id)
+        except IntegrityError as exc:
+            log.warning("%s; ignored", exc)  # verify reports it; see _index_payload
+            return None
 
     def list_images(self) -> list[StoredImage]:
-        """Every image, oldest first."""
+        """Every image that authenticates, oldest first (the others: a warning each)."""
         with ThreadPoolExecutor(METADATA_READERS) as pool:
-            images = list(pool.map(self.load_image, self.image_ids()))
+            loaded = list(pool.map(self._load_image_or_skip, self.image_ids()))
+        images = [i for i in loaded if i is not None]
         return sorted(images, key=lambda i: (i.manifest.created, i.id))
 
     def resolve(self, ref: str, images: Sequence[StoredImage] | None = None) -> StoredImage:
@@ -374,6 +497,11 @@ class Repository:
             yield held
 
 
+def _is_object_id(text: str) -> bool:
+    """64 lowercase hex digits: the name of a content-addressed object."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _slot_for(key: MasterKey, recipient: str, access: Access) -> KeySlot:
     try:
         return recipient_slot(key, recipient, access)
@@ -392,21 +520,16 @@ def read_config(backend: Backend) -> Config:
     return Config.decode(data, backend.url)
 
 
-def read_slots(backend: Backend) -> list[tuple[str, KeySlot]]:
-    slots = []
-    for info in backend.list(KEYS_PREFIX):
-        try:
-            slots.append((info.name, KeySlot.decode(backend.read(info.name))))
-        except ValueError as exc:
-            raise IntegrityError(f"{backend.url}/{info.name}: {exc}") from exc
-    return slots
+def declared_fingerprint(backend: Backend) -> str | None:
+    """The fingerprint ``config`` claims (needs no key, proves nothing on its own)."""
+    return read_config(backend).fingerprint
 
 
-def describe_slots(backend: Backend) -> list[dict[str, Any]]:
-    return [
-        {"name": n, "type": s.type, "access": s.access, "recipient": s.recipient}
-        for n, s in read_slots(backend)
-    ]
-
-
-__all__ = ["Config", "Repository", "describe_slots", "read_config", "read_slots"]
+__all__ = [
+    "Config",
+    "Repository",
+    "declared_fingerprint",
+    "describe_slots",
+    "read_config",
+    "read_slots",
+]

@@ -53,6 +53,27 @@ FORMAT_SUFFIX = {
 }
 
 
+#: The largest disk each output format holds, checked before a restore starts (a fixed VHD above
+#: qemu-img's limit used to fail only after the whole volume was restored). VHD: 2040 GiB, the
+#: most qemu-img's ``vpc`` writes (and the VHD format's CHS-era ceiling); VHDX: 64 TiB (its
+#: specification). The other formats hold more than EBS's 64 TiB volumes.
+TARGET_MAX_SIZE = {"vhd-azure": 2040 << 30, "vhdx": 64 << 40}
+
+
+def check_target_sizes(image: StoredImage, fmt: str) -> None:
+    """``UsageError`` naming the first volume too large for ``fmt`` (pure)."""
+    limit = TARGET_MAX_SIZE.get(fmt)
+    if limit is None:
+        return
+    for v in image.manifest.volumes:
+        if v.virtual_size > limit:
+            raise UsageError(
+                f"volume {v.name} of image {image.id[:12]} is {v.virtual_size >> 30} GiB; "
+                f"{fmt} holds at most {limit >> 30} GiB",
+                hint="restore it as raw or qcow2",
+            )
+
+
 @dataclass(frozen=True)
 class _Run:
     """One range read of a pack and the blobs inside it."""
@@ -69,10 +90,16 @@ def plan_reads(volume: VolumeManifest, index: Index, where: str) -> list[_Run]:
     for chunk_index, cid in volume.chunks:
         targets[cid].append(chunk_index)
     by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
-    for cid in targets:
+    for cid, indexes in targets.items():
         loc = index.get(cid)
         if loc is None:
             raise IntegrityError(f"{where}: chunk {cid.hex()[:16]} is in no index")
+        # Never write past the volume's end: decode_blob holds each chunk to raw_length.
+        if max(indexes) * CHUNK_SIZE + loc.raw_length > volume.virtual_size:
+            raise IntegrityError(
+                f"{where}: chunk {cid.hex()[:16]} ({loc.raw_length} bytes at chunk index "
+                f"{max(indexes)}) would end past volume {volume.name}'s {volume.virtual_size} bytes"
+            )
         by_pack[loc.pack_id].append((cid, loc))
     runs: list[_Run] = []
     for pack_id, blobs in by_pack.items():
@@ -197,7 +224,8 @@ def restore_volume_raw(
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.chmod(tmp, 0o644)
+    # Left 0600 (as created): a disk image holds whatever secrets the machine had; widen it
+    # deliberately if others must read it.
     os.replace(tmp, out)
     return out
 
@@ -242,6 +270,7 @@ def restore(
     clock = clock or Stopwatch()
     if fmt not in FORMAT_SUFFIX:
         raise UsageError(f"unknown format {fmt!r} (one of {', '.join(FORMAT_SUFFIX)})")
+    check_target_sizes(image, fmt)
     paths = output_paths(image, out, fmt)
     if len(paths) > 1:
         if out.exists() and not out.is_dir():
@@ -270,9 +299,13 @@ def restore(
                     with clock.time(RESTORE):
                         raw = restore_raw(stage / "disk.raw", clock=clock)
                     with clock.time(CONVERT):
-                        convert_image(
-                            raw, path, fmt, source_format="raw", force=force, progress=progress
-                        )
+                        # Converted inside the staging folder (0700), made 0600 there, then
+                        # renamed into place: qemu-img and tar create files by the umask
+                        # (0644 usually), and a disk image is never to be readable by others.
+                        converted = stage / f"converted{FORMAT_SUFFIX[fmt]}"
+                        convert_image(raw, converted, fmt, source_format="raw", progress=progress)
+                        os.chmod(converted, 0o600)
+                        os.replace(converted, path)
             results.append(
                 {
                     "volume": volume.name,
@@ -286,6 +319,8 @@ def restore(
 
 __all__ = [
     "FORMAT_SUFFIX",
+    "TARGET_MAX_SIZE",
+    "check_target_sizes",
     "iter_volume",
     "output_paths",
     "plan_reads",

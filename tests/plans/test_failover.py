@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from imagekit.plans.rehearse import rehearse
 from imagekit.providers.null import NullProvider
 from imagekit.providers.runs import RunStore
 from imagekit.store.backends.registry import open_backend
+from imagekit.store.copy import copy_images
 from imagekit.store.ingest import ingest
 from imagekit.store.manifest import ImageManifest, StoredImage
 from imagekit.store.repository import Repository
@@ -87,6 +89,14 @@ def _ingest(url: str, disk: Path, names: list[str]) -> None:
                 ingest(repo, [opened], name=name, source="test disk", metadata={"role": name})
 
 
+def _replicate(src_url: str, dst_url: str) -> None:
+    """The replica as run-export makes it: a copy (same creation times) of the primary."""
+    with open_backend(src_url) as src_backend, open_backend(dst_url) as dst_backend:
+        src = Repository.open(src_backend, passphrase=PASSPHRASE)
+        dst = Repository.init(dst_backend, passphrase=PASSPHRASE)
+        copy_images(src, dst)
+
+
 @pytest.fixture
 def bench(tmp_path: Path, test_disk: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working folder with both stores holding web and worker; AWS unreachable."""
@@ -97,8 +107,8 @@ def bench(tmp_path: Path, test_disk: Path, monkeypatch: pytest.MonkeyPatch) -> P
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unused")
     monkeypatch.setenv("IMAGEKIT_PASSPHRASE", PASSPHRASE)
     monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(tmp_path / "state"))
-    for store in ("primary", "replica"):
-        _ingest(str(tmp_path / "stores" / store), test_disk, ["web", "worker"])
+    _ingest(str(tmp_path / "stores" / "primary"), test_disk, ["web", "worker"])
+    _replicate(str(tmp_path / "stores" / "primary"), str(tmp_path / "stores" / "replica"))
     write_plan(tmp_path)
     return tmp_path
 
@@ -240,6 +250,7 @@ def test_rehearsal_with_a_failing_role_tears_everything_down_and_reports(
     assert list((bench / "state" / "plans" / "shop" / "failover").glob("rehearsals/*.json")) == []
     report = json.loads((reports / "report.json").read_text())
     assert report["healthy"] is False
+    assert report["objectives"]["rto_met"] is False  # fast, but it never recovered
     assert [s["name"] for s in report["stages"]] == [
         "fetch", "decrypt", "convert", "upload", "import", "boot", "healthy",
     ]  # fmt: skip
@@ -398,3 +409,83 @@ def test_a_rehearsal_misconfigured_is_a_usage_error_before_anything_happens(
     assert main([*args, "--target", "mars"]) == 2
     assert "no target 'mars'" in capsys.readouterr().err
     assert not reports.exists() and runs_in(bench) == []
+
+
+def test_a_rehearsal_that_never_became_healthy_did_not_meet_its_rto() -> None:
+    """However fast it failed: a stack that never came up recovered nothing."""
+    from types import SimpleNamespace
+
+    from imagekit.plans.rehearse import build_report
+
+    plan = SimpleNamespace(objectives=SimpleNamespace(rto=3600.0, rpo=86400.0))
+    for healthy, met in ((False, False), (True, True)):
+        outcome = SimpleNamespace(
+            as_dict=lambda h=healthy: {"healthy": h, "rto_seconds": 12.0, "rpo_seconds": 60.0}
+        )
+        report = build_report(plan, outcome, True, [])  # type: ignore[arg-type]
+        assert report["objectives"]["rto_met"] is met
+
+
+def _seen_then_withheld(bench: Path, capsys: pytest.CaptureFixture[str]) -> StoredImage:
+    """A newer web image reaches the primary and this host sees it there (a dry run lists the
+    stores); then the primary's provider withholds it. The withheld image."""
+    plan = str(bench / "plan.yaml")
+    code, doc = run_cli(capsys, "failover", "--plan", plan, "--target", "local", "--dry-run")
+    assert code == 0 and doc["actions"][0].startswith("read images from store primary")
+    with open_backend(str(bench / "stores" / "primary")) as backend:
+        repo = Repository.open(backend, passphrase=PASSPHRASE)
+        old = repo.resolve("web")
+        newer = repo.write_image(
+            replace(old.manifest, created=old.manifest.created + timedelta(hours=1))
+        )[0]
+    code, doc = run_cli(capsys, "failover", "--plan", plan, "--target", "local", "--dry-run")
+    assert code == 0 and any(newer.id[:12] in a for a in doc["actions"])
+    (bench / "stores" / "primary" / "images" / newer.id).unlink()
+    return newer
+
+
+def test_a_rehearsal_boots_from_the_replica_when_the_primary_withholds(
+    bench: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    newer = _seen_then_withheld(bench, capsys)
+    code, doc = run_cli(
+        capsys, "rehearse", "--plan", str(bench / "plan.yaml"), "--target", "fake",
+        "--report-dir", str(bench / "reports"),
+    )  # fmt: skip
+    assert code == 0 and doc["store"] == "replica"
+    assert "rolled back" in doc["fallbacks"][0] and newer.id[:12] in doc["fallbacks"][0]
+
+
+def test_a_primary_withholding_its_newest_image_loses_to_the_replica(
+    bench: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The primary now serves an older web image than this host saw there, and the replica
+    # (equally new otherwise) is used instead.
+    newer = _seen_then_withheld(bench, capsys)
+    plan = str(bench / "plan.yaml")
+    code, doc = run_cli(capsys, "failover", "--plan", plan, "--target", "local", "--dry-run")
+    assert code == 0
+    assert doc["actions"][0].startswith("pass over store primary")
+    assert "rolled back" in doc["actions"][0] and newer.id[:12] in doc["actions"][0]
+    assert any(a.startswith("read images from store replica") for a in doc["actions"])
+
+
+def test_a_plan_pinning_other_keys_cannot_open_the_store(bench: Path) -> None:
+    """The plan's fingerprint is the trust anchor: a store whose config and slots name other
+    keys (replaced wholesale by whoever controls the bucket) is refused, naming both values."""
+    from imagekit.errors import IntegrityError
+    from imagekit.plans.load import load_plan
+    from imagekit.plans.stores import open_store
+
+    plan = load_plan(bench / "plan.yaml")
+    with open_backend(str(bench / "stores" / "primary")) as backend:
+        real = Repository.open(backend, passphrase=PASSPHRASE).fingerprint
+    with open_backend(str(bench / "stores" / "replica")) as backend:
+        other = Repository.open(backend, passphrase=PASSPHRASE).fingerprint
+    spec = plan.stores.primary.model_copy(update={"fingerprint": other})
+    with pytest.raises(IntegrityError) as err, open_store(spec, bench / "state"):
+        pass
+    assert real in str(err.value) and other in str(err.value)
+    pinned = plan.stores.primary.model_copy(update={"fingerprint": real})
+    with open_store(pinned, bench / "state") as repo:
+        assert repo.fingerprint == real

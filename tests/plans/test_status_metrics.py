@@ -88,6 +88,20 @@ def test_unverified_or_stale_image_fails_the_objective() -> None:
     assert rows["db"].rpo_met and rows["db"].verified is None and not rows["db"].ok
 
 
+def test_a_rolled_back_store_fails_the_objective_and_says_why() -> None:
+    web = image("02", "web", NOW - timedelta(hours=3), NOW - timedelta(hours=1))
+    verified = VerifiedRecord()
+    verified.mark("r1", "/srv/main", "02", Verification("2024-06-02T11:00:00Z", "sample", 3))
+    finding = "/srv/main: lineage 'web' rolled back or withheld: this host saw image 09 ..."
+    listing = StoreListing("main", "r1", (web,), rollbacks={"web": finding})
+    report = summarize(plan(), [listing], verified, NOW)
+    row = next(r for r in report.roles if r.role == "web")
+    assert row.rpo_met and row.verified and not row.ok
+    assert row.as_dict()["rollback"] == finding
+    text = render(report)
+    assert "OBJECTIVES NOT MET" in text and f"ROLLBACK: {finding}" in text
+
+
 def test_metrics_text() -> None:
     new_web = image("02", "web", NOW - timedelta(hours=3), NOW)
     verified = VerifiedRecord()

@@ -200,3 +200,19 @@ def test_relative_paths_follow_the_plan_file(tmp_path: Path) -> None:
     path.write_text(GOOD.replace("/srv/imagekit", "stores/main"))
     plan = load_plan(path)
     assert plan.stores.primary.url == str(tmp_path / "conf" / "stores" / "main")
+
+
+def test_store_fingerprint_is_checked_where_it_is_written() -> None:
+    pinned = GOOD.replace(
+        "primary: {name: main, url: /srv/imagekit}",
+        "primary: {name: main, url: /srv/imagekit, fingerprint: IKF1" + "A" * 32 + "}",
+    )
+    loaded = load_text(pinned, "plan.yaml")
+    assert loaded.plan is not None, loaded.problems
+    assert loaded.plan.stores.primary.fingerprint == "ikf1" + "a" * 32  # as init prints it
+    bad = GOOD.replace(
+        "primary: {name: main, url: /srv/imagekit}",
+        "primary: {name: main, url: /srv/imagekit, fingerprint: ikr1nope}",
+    )
+    found = problems(bad)
+    assert lines_of(found, "not a repository fingerprint") == [8]

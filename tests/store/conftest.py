@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from imagekit.store.identity import Identity
 from imagekit.store.repository import Repository
 from tests.store.helpers import MemoryBackend
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own state directory: trust-on-first-use and rollback records start empty
+    and never touch the user's."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(state))
+    return state
 
 
 @pytest.fixture

@@ -23,12 +23,19 @@ class MemoryBackend(Backend):
         self.url = url
         self.objects: dict[str, bytes] = {}
         self.writes: list[str] = []
+        self.deletes: list[str] = []
+        #: Set it to give objects the storage's timestamps (``ObjectInfo.modified``); None: a
+        #: backend that reports none.
+        self.clock: Callable[[], float] | None = None
+        self.times: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def write(self, name: str, data: bytes) -> None:
         with self._lock:
             self.objects[name] = bytes(data)
             self.writes.append(name)
+            if self.clock is not None:
+                self.times[name] = self.clock()
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         with self._lock:
@@ -42,16 +49,21 @@ class MemoryBackend(Backend):
         with self._lock:
             if name not in self.objects:
                 raise ObjectNotFound(f"{self.url}/{name}: not found")
-            return ObjectInfo(name, len(self.objects[name]))
+            return ObjectInfo(name, len(self.objects[name]), self.times.get(name))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         with self._lock:
-            items = [ObjectInfo(n, len(d)) for n, d in self.objects.items() if n.startswith(prefix)]
+            items = [
+                ObjectInfo(n, len(d), self.times.get(n))
+                for n, d in self.objects.items()
+                if n.startswith(prefix)
+            ]
         return iter(items)
 
     def delete(self, name: str) -> None:
         with self._lock:
             self.objects.pop(name, None)
+            self.deletes.append(name)
 
     def names(self, prefix: str) -> set[str]:
         return {n for n in self.objects if n.startswith(prefix)}

@@ -58,7 +58,7 @@ def test_round_trip_through_the_cli(run: Cli, keys: dict[str, Any], tmp_path: Pa
     init = run.json(
         "store", "init", store, "--recipient", keys["reader_r"], "--writer", keys["writer_r"]
     )
-    assert set(init) == {"id", "key_slots", "url"} and init["key_slots"] == 2
+    assert set(init) == {"id", "fingerprint", "key_slots", "url"} and init["key_slots"] == 2
 
     disk = make_disk(tmp_path / "disk.raw", SIZE, data_chunks=8)
     result = run.json(
@@ -137,8 +137,9 @@ def test_key_add_and_remove(run: Cli, keys: dict[str, Any], tmp_path: Path) -> N
     store = tmp_path / "repo"
     run("store", "init", store, "--passphrase")
     run("key", "add", store, "--recipient", keys["reader_r"])
-    slots = run.json("key", "list", store)
-    assert sorted(s["type"] for s in slots) == ["scrypt", "x25519"]
+    listed = run.json("key", "list", store)
+    assert sorted(s["type"] for s in listed["slots"]) == ["scrypt", "x25519"]
+    assert listed["fingerprint"].startswith("ikf1")
     assert run.json("images", "--store", store, "--identity", keys["reader"]) == []
     run("key", "remove", store, "--recipient", keys["reader_r"])
     run("images", "--store", store, "--identity", keys["reader"], code=2)
@@ -157,3 +158,49 @@ def test_qcow2_in_and_out(run: Cli, tmp_path: Path) -> None:
     run("restore", "q", "--store", store, "-o", out, "--format", "qcow2")
     compare = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out])
     assert compare.returncode == 0
+    assert out.stat().st_mode & 0o777 == 0o600  # qemu-img creates by the umask; never left so
+
+
+def test_fingerprint_pinning_and_first_use_through_the_cli(
+    run: Cli,
+    keys: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = tmp_path / "repo"
+    monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(tmp_path / "init-host"))
+    init = run.json("store", "init", store, "--recipient", keys["reader_r"])
+    fingerprint = init["fingerprint"]
+    assert run.json("key", "list", store)["fingerprint"] == fingerprint
+    # Another host: first use is said loudly once, then recorded.
+    monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(tmp_path / "other-host"))
+    with caplog.at_level("WARNING"):
+        run("images", "--store", store, "--identity", keys["reader"])
+    assert "first use" in caplog.text and fingerprint in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run("images", "--store", store, "--identity", keys["reader"])
+    assert "first use" not in caplog.text
+    # A wrong pin is refused, naming both fingerprints.
+    other = run.json("store", "init", tmp_path / "other2", "--recipient", keys["reader_r"])
+    run(
+        "images", "--store", store, "--identity", keys["reader"],
+        "--fingerprint", other["fingerprint"], code=1,
+    )  # fmt: skip
+    assert other["fingerprint"] in run.err and fingerprint in run.err
+    run("images", "--store", store, "--identity", keys["reader"], "--fingerprint", fingerprint)
+    run("images", "--store", store, "--identity", keys["reader"], "--fingerprint", "x", code=2)
+
+
+def test_store_unlock_removes_only_what_no_live_holder_owns(run: Cli, tmp_path: Path) -> None:
+    store = tmp_path / "repo"
+    run("store", "init", store, "--passphrase")
+    (store / "locks").mkdir(exist_ok=True)
+    (store / "locks" / ("ab" * 16)).write_bytes(b"planted")
+    run("store", "verify", store, code=1)
+    assert "store unlock" in run.err
+    run("store", "unlock", store, "locks/" + "ab" * 16)
+    assert "removed unreadable lock" in run.err
+    run("store", "verify", store)
+    run("store", "unlock", store, "locks/" + "cd" * 16, code=1)  # no such lock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from imagekit.store.copy import copy_images
 from imagekit.store.format import CHUNK_SIZE
 from imagekit.store.identity import Identity
 from imagekit.store.ingest import IngestResult, ingest
-from imagekit.store.prune import RetentionPolicy, prune
+from imagekit.store.prune import PACK_GRACE, RetentionPolicy, prune
 from imagekit.store.repository import Repository
 from imagekit.store.restore import restore
 from imagekit.store.sources import RawFileSource
@@ -77,10 +78,44 @@ def test_prune_removes_packs_of_crashed_writers(
     backend: MemoryBackend, repo: Repository, tmp_path: Path
 ) -> None:
     _history(repo, tmp_path, 1)
-    backend.write("data/ab/" + "ab" * 32, b"leftover of a crash")
+    now = [time.time()]
+    backend.clock = lambda: now[0]
+    old, young = "data/ab/" + "ab" * 32, "data/cd/" + "cd" * 32
+    backend.write(old, b"leftover of a crash")
+    now[0] += PACK_GRACE - 60
+    backend.write(young, b"a live writer's pack, its lock missed")
+    now[0] += 120
+    report = prune(repo, RetentionPolicy(keep_last=5))
+    # Older than the grace period by the storage's clock: a crash's. Younger: may be live.
+    assert old not in backend.objects and young in backend.objects
+    assert report.packs_young == 1 and len(backend.names("data/")) == 2
+
+
+def test_prune_keeps_unindexed_packs_of_unknown_age(
+    backend: MemoryBackend, repo: Repository, tmp_path: Path
+) -> None:
+    _history(repo, tmp_path, 1)
+    backend.write("data/ab/" + "ab" * 32, b"no timestamp: cannot tell a crash from a live writer")
+    assert prune(repo, RetentionPolicy(keep_last=5)).packs_young == 1
+    assert "data/ab/" + "ab" * 32 in backend.objects
+
+
+def test_prune_never_deletes_by_a_name_that_is_not_a_pack(
+    backend: MemoryBackend, repo: Repository, tmp_path: Path
+) -> None:
+    _history(repo, tmp_path, 1)
+    backend.clock = lambda: 0.0  # everything "old"
+    stray = ["data/zz/notes.txt", "data/ab/" + "cd" * 32, "data/" + "ef" * 32, "index/README"]
+    for name in stray:
+        backend.write(name, b"stray")
+    before = set(backend.objects)
+    backend.deletes.clear()
     prune(repo, RetentionPolicy(keep_last=5))
-    assert "data/ab/" + "ab" * 32 not in backend.objects
-    assert len(backend.names("data/")) == 1
+    # Stray names are never deleted, nor anything derived from them ("data/zz/notes.txt" once
+    # became a delete of "data/no/notes.txt"): only objects that exist, and no pack.
+    assert set(stray) <= set(backend.objects)
+    deleted = [n for n in backend.deletes if not n.startswith("locks/")]
+    assert deleted and all(n in before and n.startswith("index/") for n in deleted)
 
 
 def test_copy_uploads_only_missing_chunks(

@@ -77,7 +77,11 @@ def test_tampered_manifest_and_index(
     data[-1] ^= 1
     backend.objects[image] = bytes(data)
     with pytest.raises(IntegrityError, match=image):
-        repo.list_images()
+        repo.load_image(image.removeprefix("images/"))
+    # Listing skips it (whoever can write the bucket could otherwise stop every listing) and
+    # verify reports it.
+    assert repo.list_images() == []
+    assert any(image in p for p in verify(repo).problems)
     # Re-encrypted under a key of the attacker's choosing, renamed to match its hash: still fails.
     forged = MetaCipher(bytes(32)).encrypt(b"I", b"\x00\x00\x00\x00")
     from imagekit.store.pack import object_id
@@ -85,7 +89,9 @@ def test_tampered_manifest_and_index(
     del backend.objects[_one(backend, "index/")]
     backend.objects[f"index/{object_id(forged)}"] = forged
     with pytest.raises(IntegrityError, match="authentication"):
-        repo.load_index()
+        repo.read_index(f"index/{object_id(forged)}")
+    assert len(repo.load_index()) == 0
+    assert any("authentication" in p for p in verify(repo).problems)
 
 
 def test_crash_before_manifest_lists_nothing_and_rerun_reuses_packs(

@@ -13,7 +13,9 @@ Promises (the conformance suite in ``tests/store/backends/test_conformance.py`` 
 - ``read(name, offset, length)``: the bytes ``[offset, offset+length)`` (to the end when
   ``length`` is None). A missing object raises ``ObjectNotFound``. A read past the end returns
   what exists; a short read of a range that exists raises ``IntegrityError`` (truncated download).
-- ``stat(name)``: ``ObjectInfo`` or ``ObjectNotFound``.
+- ``stat(name)``: ``ObjectInfo`` or ``ObjectNotFound``. ``ObjectInfo.modified`` is the storage's
+  time of the last write (a directory's mtime, S3/GCS/Swift/Azure ``Last-Modified``): ``list``
+  always fills it, ``stat`` where the service's answer has it (else None).
 - ``list(prefix)``: every object whose name starts with ``prefix``, in no promised order; objects
   written before the call started are listed (read-after-write listing, which S3, Azure, GCS and
   Swift now all give).
@@ -28,13 +30,17 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
     name: str
     size: int
+    #: When the storage last wrote the object (unix seconds, the storage's clock), where the
+    #: backend reports it; None where it does not. Locks and prune use it so that one host's
+    #: wrong clock cannot make a live lock or a young pack look old.
+    modified: float | None = field(default=None, compare=False)
 
 
 class Backend(abc.ABC):

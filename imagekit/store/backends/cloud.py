@@ -71,6 +71,30 @@ class Endpoint:
     path: str = ""
 
 
+def modified_time(extra: dict[str, Any] | None) -> float | None:
+    """The storage's last-modified time of an object from libcloud's ``extra``, or None.
+
+    The drivers pass on what the service sent: ISO 8601 in S3 and GCS listings and Swift's JSON
+    listing (Swift's without a zone: UTC), RFC 1123 dates in headers and Azure listings.
+    """
+    text = (extra or {}).get("last_modified")
+    if not isinstance(text, str) or not text:
+        return None
+    from datetime import UTC, datetime
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def parse_endpoint(url: str, value: str) -> Endpoint:
     """``http[s]://host[:port][/path]`` → ``Endpoint``; anything else is the user's to fix."""
     parts = urlsplit(value)
@@ -175,7 +199,7 @@ class CloudBackend(Backend):
         key = self.key(name)
         with self.translating("stat", name):
             obj = self.driver().get_object(self.container_name, key)
-            return ObjectInfo(name=name, size=int(obj.size))
+            return ObjectInfo(name=name, size=int(obj.size), modified=modified_time(obj.extra))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         with self.translating("list", prefix):
@@ -185,7 +209,7 @@ class CloudBackend(Backend):
             )
             for obj in listing:
                 name = obj.name[len(self.prefix) :]
-                yield ObjectInfo(name=name, size=int(obj.size))
+                yield ObjectInfo(name=name, size=int(obj.size), modified=modified_time(obj.extra))
 
     def delete(self, name: str) -> None:
         key = self.key(name)

@@ -147,7 +147,7 @@ class LocalBackend(Backend):
             raise self._error("stat", name, exc) from exc
         if not os.path.isfile(self._path(name)):
             raise ObjectNotFound(f"{self.url}: stat {name}: no such object")
-        return ObjectInfo(name=name, size=info.st_size)
+        return ObjectInfo(name=name, size=info.st_size, modified=info.st_mtime)
 
     def remove_leftovers(self, older_than: float) -> int:
         # Only old ones: a young temporary file may be a live writer's (a lock being taken).
@@ -178,10 +178,10 @@ class LocalBackend(Backend):
                     if not name.startswith(prefix):
                         continue
                     try:
-                        size = os.stat(os.path.join(dirpath, filename)).st_size
+                        st = os.stat(os.path.join(dirpath, filename))
                     except FileNotFoundError:
                         continue  # deleted while we listed
-                    yield ObjectInfo(name=name, size=size)
+                    yield ObjectInfo(name=name, size=st.st_size, modified=st.st_mtime)
         except FileNotFoundError:
             return  # no folder yet: nothing written under this prefix
         except OSError as exc:

@@ -43,6 +43,13 @@ def test_write_then_read_whole_and_ranges(store: Store) -> None:
     assert backend.read("data/ab/pack1", 5, 0) == b""
     assert backend.stat("data/ab/pack1") == ObjectInfo("data/ab/pack1", 10_000)
     assert backend.exists("data/ab/pack1")
+    # Every backend's listing carries the storage's timestamp, in unix seconds (locks and prune
+    # rely on it; the recorded services answer with a fixed date, so not its value is checked).
+    # ``stat`` carries it where the service's HEAD answer does.
+    listed = [i for i in backend.list("data/") if i.name == "data/ab/pack1"]
+    assert isinstance(listed[0].modified, float) and listed[0].modified > 1e9
+    when = backend.stat("data/ab/pack1").modified
+    assert when is None or (isinstance(when, float) and when > 1e9)
 
 
 def test_empty_object(store: Store) -> None:
