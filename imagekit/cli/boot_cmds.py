@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from imagekit.cli.app import cli
-from imagekit.cli.common import open_repository
+from imagekit.cli.common import fingerprint_option, open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import UsageError
 from imagekit.state import STATE_ENV
@@ -76,6 +76,7 @@ def _boot_text(result: dict[str, Any], record: RunRecord) -> str:
     envvar="IMAGEKIT_IDENTITY",
     help="Identity file (else the repository passphrase). Env: IMAGEKIT_IDENTITY.",
 )
+@fingerprint_option
 @click.option("--provider", "provider_name", default="local", show_default=True)
 @click.option("--setting", "setting_pairs", multiple=True, help="Provider KEY=VALUE (repeatable).")
 @click.option("--count", default=1, show_default=True, help="Number of nodes.")
@@ -96,6 +97,7 @@ def boot(
     ref: str,
     store_url: str,
     identity_path: Path | None,
+    fingerprint: str | None,
     provider_name: str,
     setting_pairs: tuple[str, ...],
     count: int,
@@ -141,7 +143,7 @@ def boot(
             lambda r: "\n".join(f"{i}. {c}" for i, c in enumerate(r["calls"], 1)),
         )
         return
-    with open_repository(store_url, identity_path) as repo:
+    with open_repository(store_url, identity_path, fingerprint) as repo:
         source = StoredImageSource(repo, repo.resolve(ref))
         with progress_bar() as bar:
             record = run_boot(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from imagekit.cli.app import cli
-from imagekit.cli.common import identity_option, open_repository, preload
+from imagekit.cli.common import fingerprint_option, identity_option, open_repository, preload
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import UsageError
 from imagekit.export.ami import Selection, parse_filter
@@ -21,6 +21,7 @@ from imagekit.state import state_dir
 @click.argument("ami_ids", nargs=-1, metavar="[AMI_ID]...")
 @click.option("--store", "store_url", required=True, help="Store URL (path, s3://, azure://, …).")
 @identity_option
+@fingerprint_option
 @click.option("--region", default=None, help="AWS region (else AWS_REGION / the profile's).")
 @click.option(
     "--filter",
@@ -70,6 +71,7 @@ def export_command(
     ami_ids: tuple[str, ...],
     store_url: str,
     identity_path: Path | None,
+    fingerprint: str | None,
     region: str | None,
     filters: tuple[str, ...],
     names: tuple[str, ...],
@@ -98,6 +100,7 @@ def export_command(
         _export_instances(
             store_url,
             identity_path,
+            fingerprint,
             InstanceSelection(instance_ids, _grouped(instance_filters)),
             region=region,
             image_name=image_name,
@@ -116,7 +119,7 @@ def export_command(
     # boto3 comes with the export job (iam-policy, in this module, needs none of it): loaded
     # while the store's key is derived, not after.
     preload("imagekit.export.job")
-    with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
+    with open_repository(store_url, identity_path, fingerprint) as repo, progress_bar() as bar:
         from imagekit.export.job import export
 
         results = export(
@@ -146,6 +149,7 @@ def _grouped(filters: tuple[str, ...]) -> dict[str, list[str]]:
 def _export_instances(
     store_url: str,
     identity_path: Path | None,
+    fingerprint: str | None,
     selection: InstanceSelection,
     *,
     region: str | None,
@@ -155,7 +159,7 @@ def _export_instances(
     as_json: bool,
 ) -> None:
     preload("imagekit.export.instance_job")
-    with open_repository(store_url, identity_path) as repo, progress_bar() as bar:
+    with open_repository(store_url, identity_path, fingerprint) as repo, progress_bar() as bar:
         from imagekit.export.instance_job import export_instances
 
         results = export_instances(

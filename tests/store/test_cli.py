@@ -191,6 +191,17 @@ def test_fingerprint_pinning_and_first_use_through_the_cli(
     assert other["fingerprint"] in run.err and fingerprint in run.err
     run("images", "--store", store, "--identity", keys["reader"], "--fingerprint", fingerprint)
     run("images", "--store", store, "--identity", keys["reader"], "--fingerprint", "x", code=2)
+    # Boot and export pin the same way, refusing before any cloud or AWS call.
+    run(
+        "boot", "web", "--store", store, "--identity", keys["reader"], "--provider", "null",
+        "--fingerprint", other["fingerprint"], code=1,
+    )  # fmt: skip
+    assert other["fingerprint"] in run.err and fingerprint in run.err
+    run(
+        "export", "ami-0123456789abcdef0", "--store", store, "--identity", keys["reader"],
+        "--fingerprint", other["fingerprint"], code=1,
+    )  # fmt: skip
+    assert other["fingerprint"] in run.err and fingerprint in run.err
 
 
 def test_store_unlock_removes_only_what_no_live_holder_owns(run: Cli, tmp_path: Path) -> None:
