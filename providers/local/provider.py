@@ -47,6 +47,10 @@ class LocalProvider(Provider):
         ),
     )
 
+    # The host key the run offers in its user-data is the one SSH pins; a provider whose guests
+    # make their own (Azure's agent) pins what the console shows instead, as on the cloud.
+    pin_offered_host_key: ClassVar[bool] = True
+
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         super().__init__(state_dir=state_dir, settings=settings)
         accel = self.settings.get("accel")
@@ -107,7 +111,11 @@ class LocalProvider(Provider):
 
         keys = load_keys(run.ssh_dir) if run.ssh_dir.is_dir() else None
         ssh = (
-            health.SshAccess(self.ssh_user, keys.private_key, keys.host_public)
+            health.SshAccess(
+                self.ssh_user,
+                keys.private_key,
+                keys.host_public if self.pin_offered_host_key else None,
+            )
             if keys is not None
             else None
         )

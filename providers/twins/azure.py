@@ -12,10 +12,13 @@ documentation; the same protocol serves the Linux agent (waagent):
 - IMDS at http://169.254.169.254/metadata/instance?api-version=…: refuses a request without
   ``Metadata: true``, without ``api-version`` or with ``X-Forwarded-For`` (400).
   ``compute.publicKeys`` present means no certificate exchange with the wireserver.
-- Wireserver at 168.63.129.16: ``GET /machine/?comp=goalstate`` (``x-ms-version`` required)
-  answers the goal state (incarnation, container id, role instance id); ``POST
+- Wireserver at 168.63.129.16: ``GET /?comp=versions`` (the protocol versions, asked without
+  a version header); ``GET /machine/?comp=goalstate`` (``x-ms-version`` required) answers the
+  goal state (incarnation, container id, role instance id, and the URLs of the hosting
+  environment and shared configuration the Linux agent fetches next); ``POST
   /machine?comp=health`` takes the guest's health report, ``Ready`` ending provisioning —
-  counted only when it names the current incarnation, container and instance.
+  counted only when it names the current incarnation, container and instance; the agent's
+  ``telemetrydata`` and ``roleProperties`` posts are taken.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from imagekit.providers.twins.answers import Reply, Request
-from imagekit.providers.twins.clouds import Cloud
+from imagekit.providers.twins.clouds import ADDR_WIRESERVER, Cloud
 from imagekit.providers.twins.node import NodeFacts, Presentation
 
 HEALTH_FILE = "azure-health.xml"  # the last accepted health report, in the node folder
 MEDIA_LABEL = "rd_rdfe_imagekit"  # Azure labels its CD rd_rdfe_*; Joliet allows 16 characters
 ADMIN_USER = "imagekit"  # Azure refuses "root" as the admin user name
 WIRE_VERSION = "2012-11-30"
+# The host GA plugin beside the wireserver; its vmSettings (FastTrack) is optional, and a 404
+# is how a host without it answers: the agent then uses the wireserver's documents only.
+HOST_PLUGIN_PORT = 32526
 # Azure gives a generalized Linux VM 20 minutes to report Ready before OSProvisioningTimedOut.
 PROVISIONING_TIMEOUT = 1200.0
 _WA = "http://schemas.microsoft.com/windowsazure"
@@ -45,6 +51,7 @@ _WA = "http://schemas.microsoft.com/windowsazure"
 class WireState:
     goal_state: dict[str, str]  # incarnation, container_id, instance_id
     on_health: Callable[[bytes], None]
+    vm_name: str = "vm"
 
 
 def ovf_env(*, hostname: str, public_key: str | None, custom_data: str) -> bytes:
@@ -164,7 +171,22 @@ def imds_answer(doc: dict[str, Any], request: Request) -> Reply:
     return Reply.json(node)
 
 
+def _config_url(goal: Mapping[str, str], kind: str) -> str:
+    return (
+        f"http://{ADDR_WIRESERVER}/machine/{goal['container_id']}/{goal['instance_id']}"
+        f"?comp=config&amp;type={kind}&amp;incarnation={goal['incarnation']}"
+    )
+
+
 def goal_state_xml(goal: Mapping[str, str]) -> bytes:
+    """The goal state, with the two documents the Linux agent fetches before it reports (no
+    certificates: keys come by value; no extensions: an empty extensions goal state)."""
+    config = (
+        f"<Configuration><HostingEnvironmentConfig>{_config_url(goal, 'hostingEnvironmentConfig')}"
+        f"</HostingEnvironmentConfig><SharedConfig>{_config_url(goal, 'sharedConfig')}"
+        f"</SharedConfig><ConfigName>{goal['instance_id']}.0.{goal['instance_id']}.1.xml"
+        "</ConfigName></Configuration>"
+    )
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
         '<GoalState xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
@@ -173,7 +195,7 @@ def goal_state_xml(goal: Mapping[str, str]) -> bytes:
         "<ExpectHealthReport>FALSE</ExpectHealthReport></Machine>"
         f"<Container><ContainerId>{goal['container_id']}</ContainerId><RoleInstanceList>"
         f"<RoleInstance><InstanceId>{goal['instance_id']}</InstanceId><State>Started</State>"
-        "<Configuration></Configuration></RoleInstance></RoleInstanceList></Container>"
+        f"{config}</RoleInstance></RoleInstanceList></Container>"
         "</GoalState>\n"
     ).encode()
 
@@ -204,15 +226,71 @@ def parse_health(body: bytes) -> dict[str, str]:
     return report
 
 
+def versions_xml() -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<Versions><Preferred>'
+        f"<Version>{WIRE_VERSION}</Version></Preferred><Supported><Version>{WIRE_VERSION}"
+        "</Version><Version>2012-09-15</Version></Supported></Versions>\n"
+    ).encode()
+
+
+def hosting_environment_xml(goal: Mapping[str, str], vm_name: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<HostingEnvironmentConfig version="1.0.0.0" '
+        'goalStateIncarnation="1"><StoredCertificates /><Deployment name="'
+        f'{goal["container_id"]}" guid="{{{goal["container_id"]}}}" incarnation="0">'
+        '<Service name="imagekit-twin" guid="{00000000-0000-0000-0000-000000000000}" />'
+        f'<ServiceInstance name="{goal["container_id"]}.0" /></Deployment>'
+        f'<Incarnation number="1" instance="{vm_name}" guid="{{{goal["instance_id"]}}}" />'
+        f'<Role guid="{{{goal["instance_id"]}}}" name="{vm_name}" hostingEnvironmentVersion="1" '
+        'software="" softwareType="ApplicationPackage" entryPoint="" parameters="" '
+        'settleTimeSeconds="10" />'
+        '<HostingEnvironmentSettings name="full" Runtime="rd_fabric_stable" />'
+        "</HostingEnvironmentConfig>\n"
+    ).encode()
+
+
+def shared_config_xml(goal: Mapping[str, str], vm_name: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<SharedConfig version="1.0.0.0" '
+        f'goalStateIncarnation="1"><Deployment name="{goal["container_id"]}" '
+        'incarnation="0"><Service name="imagekit-twin" /><ServiceInstance '
+        f'name="{goal["container_id"]}.0" /></Deployment><Incarnation number="1" '
+        f'instance="{vm_name}" /><Role guid="{{{goal["instance_id"]}}}" name="{vm_name}" '
+        'settleTimeSeconds="10" /><Instances><Instance id="'
+        f'{vm_name}" address="10.0.0.4" /></Instances></SharedConfig>\n'
+    ).encode()
+
+
+def host_plugin_answer(request: Request) -> Reply:
+    """The host GA plugin of a host without FastTrack: every document is absent (404)."""
+    return Reply(404, b"Not found\n")
+
+
 def wire_answer(state: WireState, request: Request) -> Reply:
-    if request.header("x-ms-version") is None:
-        return Reply(400, b"x-ms-version header required\n")
     comp = request.query.get("comp")
     path = request.path.rstrip("/")
+    xml = "text/xml; charset=utf-8"
+    # The agent asks for the protocol versions first, before it knows which to name.
+    if path == "" and comp == "versions" and request.method == "GET":
+        return Reply(200, versions_xml(), (), xml)
+    if request.header("x-ms-version") is None:
+        return Reply(400, b"x-ms-version header required\n")
+    goal = state.goal_state
+    config_path = f"/machine/{goal['container_id']}/{goal['instance_id']}"
+    if path == config_path and comp == "config" and request.method == "GET":
+        kind = request.query.get("type")
+        if kind == "hostingEnvironmentConfig":
+            return Reply(200, hosting_environment_xml(goal, state.vm_name), (), xml)
+        if kind == "sharedConfig":
+            return Reply(200, shared_config_xml(goal, state.vm_name), (), xml)
+        return Reply(404, b"Not found\n")
     if path != "/machine":
         return Reply(404, b"Not found\n")
     if comp == "goalstate" and request.method == "GET":
-        return Reply(200, goal_state_xml(state.goal_state), (), "text/xml; charset=utf-8")
+        return Reply(200, goal_state_xml(goal), (), xml)
+    if comp in ("telemetrydata", "roleProperties") and request.method == "POST":
+        return Reply(200, b"")  # the agent's events and host key thumbprint: taken, unused
     if comp == "health" and request.method == "POST":
         try:
             report = parse_health(request.body)
@@ -235,6 +313,7 @@ def presentation(cloud: Cloud, node: NodeFacts, settings: Mapping[str, str]) -> 
     }
     service = {
         "kind": "azure",
+        "vm_name": node.name,
         "goal_state": goal,
         "imds": imds_document(
             cloud,

@@ -106,6 +106,11 @@ class AzureTwinProvider(TwinProvider):
         "QEMU here presenting an Azure VM: SMBIOS, provisioning ISO, IMDS, wireserver, Ready"
     )
     cloud = AZURE
+    # As the azure provider: log in as the admin user the provisioning media names (Azure
+    # refuses root), pinning the host key the console shows (trusting on first use, flagged,
+    # when it shows none: Azure's Linux agent makes its own keys and prints none).
+    ssh_user: ClassVar[str] = azure.ADMIN_USER
+    pin_offered_host_key: ClassVar[bool] = False
     settings_help: ClassVar[tuple[Setting, ...]] = (
         _ACCEL,
         Setting(

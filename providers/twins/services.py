@@ -2,7 +2,7 @@
 
 ``{"kind": "gce", "tree": {...}}``, ``{"kind": "openstack", "files": {path: base64}}`` or
 ``{"kind": "azure", ...}`` (see ``azure.py``); ``{"kind": "none"}`` for a Rackspace-like
-cloud with no metadata service. The result maps each link-local address to its service.
+cloud with no metadata service. The result maps each (link-local address, port) to its service.
 """
 
 from __future__ import annotations
@@ -25,23 +25,26 @@ def _record(node_dir: Path, name: str, data: bytes) -> None:
     os.replace(partial, node_dir / name)
 
 
-def build(doc: dict[str, Any], node_dir: Path) -> dict[str, Service]:
+def build(doc: dict[str, Any], node_dir: Path) -> dict[tuple[str, int], Service]:
+    """Each service by the (address, port) it answers on."""
     kind = doc["kind"]
     if kind == "gce":
         tree = doc["tree"]
-        return {ADDR_METADATA: functools.partial(gce.answer, tree)}
+        return {(ADDR_METADATA, 80): functools.partial(gce.answer, tree)}
     if kind == "openstack":
         files = {path: base64.b64decode(data) for path, data in doc["files"].items()}
-        return {ADDR_METADATA: functools.partial(openstack.answer, files)}
+        return {(ADDR_METADATA, 80): functools.partial(openstack.answer, files)}
     if kind == "azure":
         state = azure.WireState(
             goal_state=doc["goal_state"],
+            vm_name=str(doc.get("vm_name", "vm")),
             on_health=lambda body: _record(node_dir, azure.HEALTH_FILE, body),
         )
         imds = doc["imds"]
         return {
-            ADDR_METADATA: functools.partial(azure.imds_answer, imds),
-            ADDR_WIRESERVER: functools.partial(azure.wire_answer, state),
+            (ADDR_METADATA, 80): functools.partial(azure.imds_answer, imds),
+            (ADDR_WIRESERVER, 80): functools.partial(azure.wire_answer, state),
+            (ADDR_WIRESERVER, azure.HOST_PLUGIN_PORT): azure.host_plugin_answer,
         }
     if kind == "none":
         return {}

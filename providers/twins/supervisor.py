@@ -104,8 +104,8 @@ def run(config_path: Path) -> int:
         sock.listen(16)
         listeners[int(guest_port)] = sock
     enter_netns(config["netns"])
-    for address, service in services.build(config["service"], node_dir).items():
-        serve(service, address, 80)
+    for (address, port), service in services.build(config["service"], node_dir).items():
+        serve(service, address, port)
     children: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
 

@@ -7,6 +7,7 @@
     gce        cloud-init with the GCE datasource (Debian's GCE image)
     gce-uefi   the same on a GPT disk that boots only through UEFI (an EFI system partition)
     azure      cloud-init with the Azure datasource only (Debian's Azure image)
+    azure-waagent  no cloud-init: the Linux agent (waagent) provisions, as on images without it
     openstack  cloud-init with ConfigDrive and OpenStack (Debian's OpenStack image)
 
 The root filesystem comes from the Debian mirror through ``mmdebstrap`` once (about a minute),
@@ -63,6 +64,7 @@ PACKAGES = (
     "netbase",
     "procps",
     "iproute2",
+    "waagent",  # Azure's Linux agent: runs only in the variants that enable it
 )
 # Host keys and the machine id are made at first boot, as on every cloud image; apt's lists are
 # dropped to keep the disk small.
@@ -83,10 +85,16 @@ DATASOURCES = {
     "gce": "[ GCE, None ]",
     "gce-uefi": "[ GCE, None ]",
     "azure": "[ Azure ]",
+    "azure-waagent": "[ Azure ]",
     "openstack": "[ ConfigDrive, OpenStack, None ]",
 }
 VARIANTS = tuple(DATASOURCES)
 UEFI_ONLY = frozenset({"gce-uefi"})
+WAAGENT = frozenset({"azure-waagent"})  # the agent provisions; cloud-init is disabled
+AGENT_UNIT = "etc/systemd/system/walinuxagent.service"
+# The agent refuses to provision while `systemctl is-enabled cloud-init-local.service` says
+# enabled: its variant masks cloud-init's units.
+CLOUD_INIT_UNITS = ("cloud-init-local", "cloud-init", "cloud-config", "cloud-final")
 
 
 class BuildError(Exception):
@@ -173,6 +181,7 @@ def configure(tree: Path, variant: str, root_uuid: str) -> None:
         f"datasource_list: {DATASOURCES[variant]}\n"
     )
     (tree / "etc/imagekit-variant").write_text(variant + "\n")
+    _configure_agent(tree, variant)
     grub = tree / "boot/grub"
     (grub / "i386-pc").mkdir(parents=True, exist_ok=True)
     for module in GRUB_DIR.glob("*.mod"):
@@ -185,6 +194,46 @@ def configure(tree: Path, variant: str, root_uuid: str) -> None:
         f"  linux {kernel} root=UUID={root_uuid} {KERNEL_ARGS}\n"
         f"  initrd {initrd}\n}}\n"
     )
+
+
+def _configure_agent(tree: Path, variant: str) -> None:
+    """waagent masked where it is not the provisioning agent (elsewhere it would poll a
+    wireserver that is not there); in its variant it provisions and cloud-init is off."""
+    unit = tree / AGENT_UNIT
+    unit.unlink(missing_ok=True)
+    disabled = tree / "etc/cloud/cloud-init.disabled"
+    disabled.unlink(missing_ok=True)
+    # Without cloud-init nothing writes the NIC's configuration or makes host keys: an image
+    # provisioned by the agent carries both (keys made at first boot, one set per VM).
+    nic = tree / "etc/network/interfaces.d/eth0"
+    keygen = tree / "etc/systemd/system/ssh.service.d/host-keys.conf"
+    # The agent's unit starts only where systemd sees Hyper-V, which it reads from the CPUID
+    # hypervisor signature ("Microsoft Hv"): QEMU's TCG cannot present it, so this test guest
+    # drops the condition (docs/providers/twins.md says so).
+    anywhere = tree / "etc/systemd/system/walinuxagent.service.d/twin.conf"
+    masks = [tree / f"etc/systemd/system/{name}.service" for name in CLOUD_INIT_UNITS]
+    for path in (nic, keygen, anywhere, *masks):
+        path.unlink(missing_ok=True)
+    conf = tree / "etc/waagent.conf"
+    text = conf.read_text()
+    stock = text.replace("Provisioning.Agent=waagent", "Provisioning.Agent=cloud-init")
+    if variant not in WAAGENT:
+        unit.symlink_to("/dev/null")
+        conf.write_text(stock)
+        return
+    disabled.write_text("")
+    for mask in masks:
+        mask.symlink_to("/dev/null")
+    nic.write_text("allow-hotplug eth0\niface eth0 inet dhcp\n")
+    anywhere.parent.mkdir(parents=True, exist_ok=True)
+    anywhere.write_text("[Unit]\nConditionVirtualization=\n")
+    keygen.parent.mkdir(parents=True, exist_ok=True)
+    # Before the unit's own "sshd -t", which fails without keys: the list is reset first.
+    keygen.write_text(
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
+        "ExecStartPre=/usr/sbin/sshd -t\n"
+    )
+    conf.write_text(stock.replace("Provisioning.Agent=cloud-init", "Provisioning.Agent=waagent"))
 
 
 # --- the disk -----------------------------------------------------------------------------------

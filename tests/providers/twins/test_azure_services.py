@@ -107,6 +107,29 @@ def test_wireserver_goal_state_and_ready():
     assert azure.parse_health(reports[-1])["state"] == "Ready"
 
 
+def test_wireserver_serves_what_the_linux_agent_fetches():
+    state = azure.WireState(GOAL, lambda body: None, vm_name="vm-1")
+    versions = ET.fromstring(wire(state, "GET", "/?comp=versions", headers={}).body)
+    assert versions.findtext("./Preferred/Version") == "2012-11-30"
+    goal = ET.fromstring(wire(state, "GET", "/machine/?comp=goalstate").body)
+    role = goal.find("./Container/RoleInstanceList/RoleInstance/Configuration")
+    urls = {name: role.findtext(name) for name in ("HostingEnvironmentConfig", "SharedConfig")}
+    assert role.findtext("ConfigName")
+    for name, url in urls.items():
+        assert url.startswith("http://168.63.129.16/machine/c-1/i-1._vm?comp=config&type=")
+        reply = wire(state, "GET", url.removeprefix("http://168.63.129.16"))
+        assert reply.status == 200, name
+        doc = ET.fromstring(reply.body)
+        assert doc.tag == name and doc.find("./Role").get("name") == "vm-1"
+    hosting_path = urls["HostingEnvironmentConfig"].removeprefix("http://168.63.129.16")
+    hosting = ET.fromstring(wire(state, "GET", hosting_path).body)
+    assert hosting.find("./Incarnation").get("instance") == "vm-1"
+    assert hosting.find("./Deployment").get("name") == "c-1"
+    other = "/machine/c-2/i-1._vm?comp=config&type=sharedConfig"
+    assert wire(state, "GET", other).status == 404
+    assert wire(state, "POST", "/machine?comp=telemetrydata", b"<x/>").status == 200
+
+
 def test_wireserver_ignores_reports_for_another_goal_state_and_garbage():
     reports: list[bytes] = []
     state = azure.WireState(GOAL, reports.append)

@@ -50,6 +50,7 @@ CASES = {
     "gce-on-gcp-twin": Case("gce", "gcp-twin"),
     "openstack-on-openstack-twin": Case("openstack", "openstack-twin", {"metadata": "configdrive"}),
     "azure-on-azure-twin": Case("azure", "azure-twin", {"provisioning_timeout": "400"}),
+    "waagent-on-azure-twin": Case("azure-waagent", "azure-twin", {"provisioning_timeout": "400"}),
     "ec2-on-gcp-twin": Case("ec2", "gcp-twin"),
     "gce-on-openstack-twin": Case("gce", "openstack-twin", {"metadata": "service"}),
     "gce-on-azure-twin": Case("gce", "azure-twin", {"provisioning_timeout": "400"}),
@@ -127,6 +128,16 @@ def test_an_azure_guest_reports_ready_and_boots_healthy(outcomes) -> None:
     outcome = outcomes["azure-on-azure-twin"]
     assert outcome.healthy, outcome.error
     assert any("provisioning Ready after" in n for n in outcome.notes), outcome.notes
+    _nothing_left(outcome)
+
+
+def test_the_linux_agent_provisions_reports_ready_and_boots_healthy(outcomes) -> None:
+    # No cloud-init: waagent reads ovf-env.xml, makes the admin user with the run's key and
+    # reports Ready through the wireserver; it prints no host key, so SSH trusts on first use.
+    outcome = outcomes["waagent-on-azure-twin"]
+    assert outcome.healthy, outcome.error
+    assert any("provisioning Ready after" in n for n in outcome.notes), outcome.notes
+    assert any("trusted on first use" in n for n in outcome.notes), outcome.notes
     _nothing_left(outcome)
 
 
