@@ -136,14 +136,18 @@ def smbios_args(cloud: Cloud, *, serial: str, uuid: str) -> list[str]:
     return argv
 
 
-def disk_args(cloud: Cloud, drives: list[str]) -> list[str]:
-    """QEMU arguments attaching ``drives`` (``-drive`` values, no ``if=``) on the cloud's bus."""
+def disk_args(cloud: Cloud, drives: list[str], bus: str | None = None) -> list[str]:
+    """QEMU arguments attaching ``drives`` (``-drive`` values, no ``if=``) on the cloud's bus,
+    or on ``bus`` (``nvme``: one controller a disk, as GCE's NVMe machine families attach)."""
+    bus = bus or cloud.disk
     argv: list[str] = []
-    if cloud.disk == "virtio-scsi":
+    if bus == "virtio-scsi":
         argv += ["-device", "virtio-scsi-pci,id=scsi0"]
     for index, drive in enumerate(drives):
         argv += ["-drive", f"{drive},if=none,id=disk{index}"]
-        if cloud.disk == "virtio-scsi":
+        if bus == "nvme":
+            argv += ["-device", f"nvme,drive=disk{index},serial=persistent-disk-{index}"]
+        elif bus == "virtio-scsi":
             device = f"scsi-hd,drive=disk{index},bus=scsi0.0"
             if cloud.disk_vendor:
                 vendor, product = cloud.disk_vendor

@@ -154,7 +154,8 @@ class TwinNodeDriver(QemuNodeDriver):
             f"file={drive_path(Path(p))},format={fmt},snapshot=on"
             for p in doc.get("extra_disks") or ()
         ]
-        argv += disk_args(self.cloud, drives)
+        bus = "nvme" if self.cloud_settings.get("disk_interface") == "nvme" else None
+        argv += disk_args(self.cloud, drives, bus)
         if shown.media is not None:
             label = shown.media_label or "media"
             iso = write_iso(workdir / f"{label}.iso", label, shown.media)

@@ -97,7 +97,14 @@ class GcpTwinProvider(TwinProvider):
         _ACCEL,
         Setting("zone", "the zone the metadata server reports", required=False),
         Setting("project", "the project id the metadata server reports", required=False),
+        Setting(
+            "disk_interface",
+            "scsi (default) or nvme, as GCE's NVMe machine families (C3, C4, N4, Z3, …) attach "
+            "disks",
+            required=False,
+        ),
     )
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"disk_interface": ("scsi", "nvme")}
 
 
 class AzureTwinProvider(TwinProvider):

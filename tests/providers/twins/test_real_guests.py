@@ -48,6 +48,7 @@ class Case:
 
 CASES = {
     "gce-on-gcp-twin": Case("gce", "gcp-twin"),
+    "gce-on-gcp-twin-nvme": Case("gce", "gcp-twin", {"disk_interface": "nvme"}),
     "openstack-on-openstack-twin": Case("openstack", "openstack-twin", {"metadata": "configdrive"}),
     "azure-on-azure-twin": Case("azure", "azure-twin", {"provisioning_timeout": "400"}),
     "waagent-on-azure-twin": Case("azure-waagent", "azure-twin", {"provisioning_timeout": "400"}),
@@ -116,7 +117,9 @@ def _nothing_left(outcome: Outcome) -> None:
     assert processes_mentioning(str(outcome.state)) == [], "a process of the run still runs"
 
 
-@pytest.mark.parametrize("name", ["gce-on-gcp-twin", "openstack-on-openstack-twin"])
+@pytest.mark.parametrize(
+    "name", ["gce-on-gcp-twin", "gce-on-gcp-twin-nvme", "openstack-on-openstack-twin"]
+)
 def test_a_guest_boots_healthy_on_its_own_clouds_twin(outcomes, name) -> None:
     outcome = outcomes[name]
     assert outcome.healthy, outcome.error

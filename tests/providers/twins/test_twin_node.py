@@ -113,6 +113,16 @@ def test_a_killed_node_process_is_still_torn_down_completely(root, test_disk, tm
     assert processes_mentioning(str(tmp_path)) == []
 
 
+def test_gcp_twin_attaches_nvme_disks_when_asked(root, test_disk, tmp_path):
+    provider, node = start("gcp-twin", test_disk, tmp_path, disk_interface="nvme")
+    try:
+        argv = node.extra["argv"]
+        assert "nvme,drive=disk0,serial=persistent-disk-0" in argv
+        assert not any(a.startswith("scsi-hd") for a in argv)
+    finally:
+        provider.delete(Resource("node", str(node.id)))
+
+
 def test_a_twin_refuses_unknown_setting_values(tmp_path):
     from imagekit.errors import UsageError
 
@@ -120,3 +130,5 @@ def test_a_twin_refuses_unknown_setting_values(tmp_path):
         create_provider("openstack-twin", state_dir=tmp_path, settings={"metadata": "both-ways"})
     with pytest.raises(UsageError, match="unknown settings"):
         create_provider("gcp-twin", state_dir=tmp_path, settings={"region": "x"})
+    with pytest.raises(UsageError, match="disk_interface 'ide'"):
+        create_provider("gcp-twin", state_dir=tmp_path, settings={"disk_interface": "ide"})
