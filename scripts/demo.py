@@ -1,9 +1,11 @@
 """``make demo``: the disaster-recovery plan's main job end to end, on this machine only.
 
-    start the AWS emulator (127.0.0.1) → seed a two-role stack (web, worker) whose AMIs hold the
-    bootable test disk → create the encrypted stores → ``imagekit run-export`` (AWS → primary
-    store → replica, verified) → AWS goes away (the emulator stops) → ``imagekit rehearse`` on
-    local QEMU (restore, convert, boot web then worker, health, teardown) → RPO, RTO, report
+    start the AWS emulator (127.0.0.1) → seed the stack: web and worker AMIs holding the bootable
+    test disk, and a running db instance with a data volume → create the encrypted stores →
+    ``imagekit run-export`` (AWS → primary store → replica, verified) → the db's data changes,
+    ``run-export`` again (only the changed blocks) → AWS goes away (the emulator stops) →
+    ``imagekit rehearse`` on local QEMU (restore, convert, boot, health — the db must serve the
+    newer data — teardown) → RPO, RTO, report
 
 Everything lives in ``build/demo/``. A run wipes it except ``reports/``, which is kept so the
 HTML report's trend shows every earlier rehearsal. The emulator is stopped by its PID on success,
@@ -47,6 +49,11 @@ DEMO_PASSPHRASE = "imagekit-demo"
 ROLES = ("web", "worker")
 DR_TAGS = {"dr": "true"}
 ROOT_DEVICE = "/dev/xvda"
+#: The running instance's role, its data volume and what the demo writes there between the two
+#: exports: the test disk serves the volume's first line at /data, the plan's check wants the 2nd.
+DATA_ROLE = "db"
+DATA_DEVICE = "/dev/xvdf"
+DATA_GENERATIONS = ("generation-1", "generation-2")
 #: How long an interrupted imagekit command may take to clean up (tear down its VMs) after the
 #: Ctrl-C it received too, before it is killed.
 CHILD_GRACE_SECONDS = 60.0
@@ -122,6 +129,25 @@ def seed_stack(
         )
         for role in roles
     }
+
+
+def launch_data_instance(aws: MotoAWS, disk: Path, *, name_prefix: str = "demo") -> Any:
+    """The db role: a running instance of an AMI holding ``disk``, with a 1 GiB data volume,
+    tagged ``dr=true`` and ``role=db`` as the plan's instance source selects."""
+    from testbed.seed_ami import VolumeSpec, seed_ami
+    from testbed.seed_instance import DataVolume, launch_instance
+
+    ebs, ec2 = aws.client("ebs"), aws.client("ec2")
+    ami = seed_ami(ebs, ec2, f"{name_prefix}-{DATA_ROLE}", [VolumeSpec(ROOT_DEVICE, disk)])
+    tags = {**DR_TAGS, "role": DATA_ROLE}
+    return launch_instance(
+        ec2, ami, data_volumes=[DataVolume(DATA_DEVICE)], instance_type="t3.small", tags=tags
+    )
+
+
+def write_data(aws: MotoAWS, volume_id: str, generation: str) -> None:
+    """What the db writes: the first block of its data volume starts with the generation."""
+    aws.write_volume(volume_id, {0: f"imagekit-data: {generation}\n".encode()})
 
 
 # -- running imagekit ----------------------------------------------------------------------------
@@ -216,7 +242,8 @@ def export_lines(report: Mapping[str, Any]) -> list[str]:
     lines = []
     for row in report.get("exports", []):
         lines.append(
-            f"export {row['role']:<7} {row['ami']} → {str(row.get('image_id', '?'))[:12]}  "
+            f"export {row['role']:<7} {row.get('instance') or row['ami']} → "
+            f"{str(row.get('image_id', '?'))[:12]}  "
             f"{row.get('mode', '?')}: {mib(row.get('bytes_read', 0))} read from AWS, "
             f"{mib(row.get('bytes_uploaded', 0))} new in {row['store']}"
         )
@@ -324,7 +351,7 @@ def run_demo(workspace_root: Path = DEMO, disk: Path = TEST_DISK) -> int:
 
     if not disk.is_file():
         raise DemoFailed(f"{shown(disk)} is missing: run `make test-image`")
-    steps = Steps(total=7)
+    steps = Steps(total=8)
     print(f"imagekit demo: workspace {shown(workspace_root)} ({KEPT}/ kept across runs)")
     base_env = {
         **os.environ,
@@ -351,7 +378,7 @@ def run_demo(workspace_root: Path = DEMO, disk: Path = TEST_DISK) -> int:
             pid = aws.server.proc.pid if aws.server.proc else "?"
             say(f"{aws.endpoint} (pid {pid}, log {shown(ws.moto_log)})")
 
-        with steps.step("seed amis", "seed the two-role stack: AMIs holding the test disk"):
+        with steps.step("seed stack", "seed the stack: two AMIs and a running db instance"):
             say(f"test disk {shown(disk)}: {mib(disk.stat().st_size)}")
             for role, ami in seed_stack(aws, disk).items():
                 snap = ami.volumes[0][1]
@@ -360,6 +387,13 @@ def run_demo(workspace_root: Path = DEMO, disk: Path = TEST_DISK) -> int:
                     f"{role:<7} {ami.image_id}  {snap.snapshot_id}  "
                     f"{snap.blocks_written} blocks of 512 KiB  [{tags}]"
                 )
+            db = launch_data_instance(aws, disk)
+            data_volume = db.volumes[DATA_DEVICE]
+            write_data(aws, data_volume, DATA_GENERATIONS[0])
+            say(
+                f"{DATA_ROLE:<7} {db.instance_id}  data volume {data_volume} holds "
+                f"{DATA_GENERATIONS[0]!r}"
+            )
 
         with steps.step("stores", "create the encrypted stores (primary, replica)"):
             for spec in plan.stores.all():
@@ -376,6 +410,14 @@ def run_demo(workspace_root: Path = DEMO, disk: Path = TEST_DISK) -> int:
             for line in export_lines(outcome.document or {}):
                 say(line)
             require(outcome, "imagekit run-export")
+
+        with steps.step("fresh data", f"the {DATA_ROLE} writes new data; run-export again"):
+            write_data(aws, data_volume, DATA_GENERATIONS[1])
+            say(f"{DATA_ROLE}: data volume now holds {DATA_GENERATIONS[1]!r}")
+            outcome = run_imagekit(["run-export", "--plan", str(ws.plan), "--json"], aws_env)
+            for line in export_lines(outcome.document or {}):
+                say(line)
+            require(outcome, "imagekit run-export (second)")
 
         with steps.step("aws gone", "AWS goes away: stop the emulator"):
             aws.stop()

@@ -3,6 +3,8 @@ the plan it runs, and the closing summary. (The whole demo boots two guests: run
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -64,7 +66,8 @@ def test_seed_stack_two_tagged_amis_holding_the_test_disk(aws: MotoAWS, test_dis
 
     # What the demo plan's sources select is exactly the seeded AMI of each role.
     plan = load_plan(ROOT / "templates" / "plans" / "demo.yaml")
-    for role, source in plan.sources.items():
+    for role in demo.ROLES:
+        source = plan.sources[role]
         filters = [{"Name": k, "Values": v} for k, v in source.describe_filters().items()]
         found = ec2.describe_images(Filters=filters)["Images"]
         assert [i["ImageId"] for i in found] == [seeded[role].image_id]
@@ -85,6 +88,24 @@ def test_workspace_is_wiped_except_the_reports(tmp_path: Path) -> None:
     assert ws.plan.read_text() == (ROOT / "templates" / "plans" / "demo.yaml").read_text()
 
 
+def test_the_db_instance_is_what_the_plan_selects_and_holds_its_data(
+    aws: MotoAWS, test_disk: Path
+) -> None:
+    db = demo.launch_data_instance(aws, test_disk)
+    volume = db.volumes[demo.DATA_DEVICE]
+    demo.write_data(aws, volume, "generation-7")
+    ec2 = aws.client("ec2")
+    block = b"imagekit-data: generation-7\n".ljust(BLOCK_SIZE, b"\0")
+    digest = base64.b64encode(hashlib.sha256(block).digest()).decode()
+    assert aws.volume_blocks(volume) == {0: digest}  # the first block, nothing else written
+    plan = load_plan(ROOT / "templates" / "plans" / "demo.yaml")
+    source = plan.sources[demo.DATA_ROLE].instance
+    assert source is not None
+    filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in source.tags.items()]
+    found = ec2.describe_instances(Filters=filters)["Reservations"]
+    assert [i["InstanceId"] for r in found for i in r["Instances"]] == [db.instance_id]
+
+
 def test_demo_plan_keeps_its_stores_in_the_workspace(tmp_path: Path) -> None:
     ws = demo.prepare_workspace(tmp_path / "demo")
     plan = load_plan(ws.plan)
@@ -94,7 +115,9 @@ def test_demo_plan_keeps_its_stores_in_the_workspace(tmp_path: Path) -> None:
         ws.root / "stores" / "replica",
     ]
     assert all(s.key.passphrase_env == "IMAGEKIT_PASSPHRASE" for s in plan.stores.all())
-    assert plan.boot_order(demo.TARGET) == [["web"], ["worker"]]
+    assert plan.boot_order(demo.TARGET) == [["db", "web"], ["worker"]]
+    db = plan.targets[demo.TARGET].stack[demo.DATA_ROLE]
+    assert db.health == [f"http:80/data~{demo.DATA_GENERATIONS[-1]}"]
     for role in demo.ROLES:
         spec = plan.targets[demo.TARGET].stack[role]
         assert spec.ports == [22, 80] and spec.health == ["http:80/health~ok"]

@@ -83,8 +83,10 @@ class Journal:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Line-buffered, written a batch at a time: a killed process loses at most the
-            # batch it was writing, and those blocks are fetched again.
-            self._handle = self.path.open("a", buffering=1)
+            # batch it was writing, and those blocks are fetched again. 0600: which blocks an
+            # image has, by keyed chunk id, is the operator's business only.
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._handle = os.fdopen(fd, "a", buffering=1)
         self._handle.write(
             "".join(
                 f"{index} {ZERO_MARK if cid is None else cid.hex()}\n" for index, cid in entries

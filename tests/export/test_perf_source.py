@@ -110,3 +110,14 @@ def test_journal_record_ids_and_record_agree(tmp_path: Path) -> None:
     two.close()
     assert (tmp_path / "a").read_text() == (tmp_path / "b").read_text()
     assert two.load() == {1: chunk_id(key, data), 2: None}
+
+
+def test_the_journal_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        journal = Journal(tmp_path / "j", bytes(32))
+        journal.record(0, os.urandom(BLOCK))
+        journal.close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "j").stat().st_mode & 0o777 == 0o600
