@@ -157,6 +157,16 @@ class PreparedImage:
         return "uefi" if value == "uefi" else "bios"
 
     @property
+    def architecture(self) -> str:
+        """``x86_64`` or ``arm64``, from the metadata as ``boot_mode`` is (x86_64 if unsaid)."""
+        value = self.metadata.get("architecture")
+        for source in ("ami", "instance"):
+            recorded = self.metadata.get(source)
+            if not value and isinstance(recorded, Mapping):
+                value = recorded.get("architecture")
+        return "arm64" if value in ("arm64", "aarch64") else "x86_64"
+
+    @property
     def instance_type(self) -> str | None:
         """The AWS instance type recorded with the image (metadata ``instance_type``)."""
         value = self.metadata.get("instance_type")

@@ -8,7 +8,7 @@ vCPUs and memory of the AWS type, or, when none is that large, the largest there
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +72,12 @@ def size_shape(size: NodeSize) -> Shape:
     return Shape(vcpus, int(size.ram or 0))
 
 
-def nearest_size(want: Shape, sizes: Sequence[NodeSize]) -> tuple[NodeSize, bool]:
-    """The smallest size covering ``want`` and True; else the largest size and False."""
+def nearest_size(
+    want: Shape, sizes: Sequence[NodeSize], prefer: Callable[[NodeSize], int] = lambda s: 0
+) -> tuple[NodeSize, bool]:
+    """The smallest size covering ``want`` and True; else the largest size and False.
+
+    ``prefer`` breaks ties in memory and vCPUs (lower first) before the size's id does."""
     if not sizes:
         raise UsageError("the provider lists no sizes")
     shaped = [(size_shape(s), s.id, s) for s in sizes]
@@ -82,13 +86,16 @@ def nearest_size(want: Shape, sizes: Sequence[NodeSize]) -> tuple[NodeSize, bool
     ]
     if covering:
         # Smallest memory first (memory is what costs), then fewest vCPUs.
-        best = min(covering, key=lambda x: (x[0].memory_mib, x[0].vcpus, x[1]))
+        best = min(covering, key=lambda x: (x[0].memory_mib, x[0].vcpus, prefer(x[2]), x[1]))
         return best[2], True
     return max(shaped, key=lambda x: (x[0].memory_mib, x[0].vcpus, x[1]))[2], False
 
 
 def choose_size(
-    sizes: Sequence[NodeSize], wanted: str | None, instance_type: str | None
+    sizes: Sequence[NodeSize],
+    wanted: str | None,
+    instance_type: str | None,
+    prefer: Callable[[NodeSize], int] = lambda s: 0,
 ) -> tuple[NodeSize, str]:
     """The size to boot and why: ``wanted`` (a size id or name, or an AWS type), else the
     image's AWS ``instance_type``, else the smallest size."""
@@ -107,7 +114,7 @@ def choose_size(
                 f"size {aws!r} is neither a size of this provider nor a known AWS instance type",
                 hint=f"sizes: {known}",
             )
-        size, covers = nearest_size(shape, sizes)
+        size, covers = nearest_size(shape, sizes, prefer)
         got = size_shape(size)
         if covers:
             return size, f"{size.id} ({got}) nearest to {aws} ({shape})"

@@ -29,7 +29,8 @@ from imagekit.providers.cloud.common import poll
 
 GCS_HOST = "storage.googleapis.com"
 #: The boot disk type: pd-standard, libcloud's default, is refused by newer machine families
-#: (C3, N4...), pd-balanced is accepted by all current ones.
+#: (C3...); pd-balanced is accepted by all but the Hyperdisk-only ones (N4, C4, C4A), which
+#: size choice leaves out (``families.py``).
 DISK_TYPE = "pd-balanced"
 #: Guest features of a Linux image exported from EC2: virtio-scsi multiqueue works with every
 #: kernel GCE supports; UEFI and gVNIC are not assumed (an AMI may boot by BIOS, lack gve).

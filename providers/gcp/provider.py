@@ -41,8 +41,9 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
-from imagekit.providers.gcp import api
+from imagekit.providers.gcp import api, families
 from imagekit.providers.runs import Run
+from imagekit.providers.sizes import choose_size
 
 #: An import of a few-GiB disk takes 5-15 minutes; one hour covers a large root volume.
 IMAGE_TIMEOUT = 3600.0
@@ -153,6 +154,21 @@ class GcpProvider(Provider):
         return NodeImage(
             body.get("id", name), name, driver, extra={"selfLink": body.get("selfLink", "")}
         )
+
+    def choose_size(self, wanted: str | None, image: PreparedImage) -> tuple[NodeSize, str]:
+        """A size named as asked; else the nearest usable one (``families.py``), general
+        purpose first on a tie."""
+        sizes = self.list_sizes()
+        if wanted and any(wanted in (s.id, s.name) for s in sizes):
+            return choose_size(sizes, wanted, image.instance_type)
+        usable = families.usable(sizes, image.architecture)
+        if not usable:
+            raise ProviderError(
+                f"gcp: zone {self.zone} lists no machine type for an {image.architecture} image "
+                "booting from pd-balanced with virtio-net",
+                hint="choose a zone with E2/N2/N1 (x86-64) or T2A (arm64) machine types",
+            )
+        return choose_size(usable, wanted, image.instance_type, families.rank)
 
     def list_sizes(self) -> list[NodeSize]:
         driver = self.compute()
