@@ -277,22 +277,17 @@ def export_instances(
     progress: Progress | None = None,
 ) -> list[InstanceExportResult]:
     """``imagekit export --instance``: each selected instance as its own image (its Name tag)."""
-    from imagekit.export.aws import client, region_of, session
-    from imagekit.export.job import reading
+    from imagekit.export.job import aws_clients, reading
 
-    if concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1, not {concurrency}")
-    sess = session(region)
-    where = region_of(sess)
-    ec2 = client(sess, "ec2")
-    ebs = client(sess, "ebs")
+    aws = aws_clients(region, concurrency)
+    ec2, ebs, where = aws.ec2, aws.ebs, aws.region
     instances = resolve_instances(ec2, where, selection)
     if image_name and len(instances) > 1:
         raise InputError(
             "--image-name needs exactly one instance", hint=f"{len(instances)} were selected"
         )
     results = []
-    with reading(sess, ebs, concurrency) as reader:
+    with reading(aws.session, ebs, concurrency) as reader:
         for instance in instances:
             name = image_name or instance.name
             source = InstanceSource(CLI_PLAN, name, exclude_boot_volume=exclude_boot_volume)

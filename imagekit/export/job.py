@@ -358,6 +358,24 @@ def reading(sess: Any, ebs: Any, concurrency: int) -> Iterator[Any]:
             reader.close()
 
 
+@dataclass(frozen=True)
+class AwsClients:
+    """What one export run talks to AWS with."""
+
+    session: Any
+    region: str
+    ec2: Any
+    ebs: Any
+
+
+def aws_clients(region: str | None, concurrency: int) -> AwsClients:
+    """The run's session and clients; a bad ``concurrency`` fails before any of them exists."""
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, not {concurrency}")
+    sess = session(region)
+    return AwsClients(sess, region_of(sess), client(sess, "ec2"), client(sess, "ebs"))
+
+
 def export(
     repo: Repository,
     selection: Selection,
@@ -369,17 +387,13 @@ def export(
     progress: Progress | None = None,
 ) -> list[ExportResult]:
     """Export every selected AMI; the first failure stops the run (exports already done stay)."""
-    if concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1, not {concurrency}")
-    sess = session(region)
-    where = region_of(sess)
-    ec2 = client(sess, "ec2")
-    ebs = client(sess, "ebs")
-    amis = resolve_amis(ec2, where, selection)
+    aws = aws_clients(region, concurrency)
+    ebs = aws.ebs
+    amis = resolve_amis(aws.ec2, aws.region, selection)
     if image_name and len(amis) > 1:
         raise InputError("--image-name needs exactly one AMI", hint=f"{len(amis)} were selected")
     results = []
-    with reading(sess, ebs, concurrency) as reader:
+    with reading(aws.session, ebs, concurrency) as reader:
         for ami in amis:
             if ami.licence_warning:
                 log.warning("%s", ami.licence_warning)
