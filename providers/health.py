@@ -455,7 +455,8 @@ def wait_healthy(
     results = []
     for target in targets:
         passed = [wait_for(check, target, deadline, started=started) for check in checks]
-        seen = tuple(f"{target.name}: {f}" for f in diagnose(_console_or_none(target)))
+        found = diagnose(_console_or_none(target), passed=True)
+        seen = tuple(f"{target.name}: {f}" for f in found)
         if passed and seen:
             passed[-1] = replace(passed[-1], warnings=seen)
         results += passed

@@ -59,6 +59,7 @@ def test_signs_on_the_way_do_not_count_once_cloud_init_found_its_datasource():
     assert codes(local_stage) == ["metadata-unreachable"]
     done = "cloud-init[379]: Cloud-init v. 22.4.2 finished. Datasource DataSourceGCE.  Up 95 s\n"
     assert diagnose(local_stage + done) == []
+    assert diagnose(local_stage, passed=True) == []  # an SSH login already proved it was read
     assert codes(local_stage + FALLBACK) == ["fallback-datasource", "metadata-unreachable"]
 
 
