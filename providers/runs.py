@@ -15,11 +15,9 @@ first and the run directory last; a run whose teardown failed keeps the resource
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,7 +28,7 @@ from typing import Any
 
 from imagekit.errors import InputError, UsageError
 from imagekit.providers.base import NodeInfo, Resource
-from imagekit.state import STATE_ENV, state_dir
+from imagekit.state import STATE_ENV, state_dir, write_private
 
 RECORD = "run.json"
 RECORD_VERSION = 1
@@ -97,19 +95,6 @@ class RunRecord:
         )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Run:
     """The journal of one run: every change is on disk before the method returns."""
 
@@ -127,7 +112,7 @@ class Run:
 
     def save(self) -> None:
         text = json.dumps(self.record.as_dict(), indent=2, sort_keys=True) + "\n"
-        _write_atomic(self.dir / RECORD, text.encode())
+        write_private(self.dir / RECORD, text.encode())
 
     def update(self, **changes: Any) -> RunRecord:
         if "status" in changes and changes["status"] not in STATUSES:
