@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from libcloud.compute.base import Node, NodeImage, NodeSize
 
 from imagekit.errors import ImagekitError, UsageError
+from imagekit.guest.profile import GuestProfile
 from imagekit.progress import Progress
 from imagekit.providers import health
 from imagekit.providers.sizes import choose_size
@@ -143,11 +144,17 @@ class PreparedImage:
     virtual_size: int
     extra_disks: tuple[Path, ...] = ()  # further volumes, in manifest order
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: What the guest stage read of the disk (None: not inspected; the metadata decides).
+    guest: GuestProfile | None = None
 
     @property
     def boot_mode(self) -> str:
-        """``uefi`` or ``bios``: how the image boots, from its metadata (``boot_mode``, or the
-        exported AMI's or instance's boot mode); one that says nothing boots through the BIOS."""
+        """``uefi`` or ``bios``: how the image boots. The guest's own partitions decide when it
+        was inspected (a disk with both paths boots through the BIOS, which every target has);
+        else its metadata (``boot_mode``, or the exported AMI's or instance's boot mode); one
+        that says nothing boots through the BIOS."""
+        if self.guest is not None:
+            return "uefi" if self.guest.uefi_only else "bios"
         value = self.metadata.get("boot_mode")
         for source in ("ami", "instance"):  # export's metadata keys (export/job, instance)
             recorded = self.metadata.get(source)
@@ -158,7 +165,9 @@ class PreparedImage:
 
     @property
     def architecture(self) -> str:
-        """``x86_64`` or ``arm64``, from the metadata as ``boot_mode`` is (x86_64 if unsaid)."""
+        """``x86_64`` or ``arm64``: the guest's, else from the metadata as ``boot_mode`` is."""
+        if self.guest is not None:
+            return self.guest.architecture
         value = self.metadata.get("architecture")
         for source in ("ami", "instance"):
             recorded = self.metadata.get(source)
