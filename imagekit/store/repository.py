@@ -515,15 +515,19 @@ class Repository:
         """Delete the slots of ``recipient``: the genuine ones and those written before slot
         MACs (removing a slot grants nothing); planted ones are ignored, never counted.
 
-        Refuses to remove the last genuine read slot (nobody could read the data again), and a
-        write-only key refuses to remove read access, as it cannot grant it.
+        Refuses to remove the last genuine read slot (nobody could read the data again). A
+        write-only key removes only write slots: it can neither grant nor judge read access.
         """
         review = self.review_slots()
         gone = [(n, s) for n, s in review.genuine + review.unverified if s.recipient == recipient]
+        if self.key.read_private is None:
+            # It cannot judge read slots either: a planted one must not block removing a writer.
+            reads = [n for n, s in gone if s.access == "read"]
+            gone = [(n, s) for n, s in gone if s.access == "write"]
+            if reads and not gone:
+                raise WrongKey(f"{self.url}: a write-only key cannot remove read access")
         if not gone:
             raise ObjectNotFound(f"{self.url}: no key slot for recipient {recipient}")
-        if self.key.read_private is None and any(s.access == "read" for _, s in gone):
-            raise WrongKey(f"{self.url}: a write-only key cannot remove read access")
         names = {n for n, _ in gone}
         readers_left = [n for n in review.readers() if n not in names]
         if any(s.access == "read" for _, s in gone) and not readers_left:

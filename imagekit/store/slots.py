@@ -204,7 +204,7 @@ def review_slots(
         if slot.repository != repository:
             why = "a key slot of another repository"
         elif name in foreign:
-            why = "it opens to keys of another fingerprint"
+            why = "it opened, but not to this repository's keys as written"
         elif name in opened:
             review.genuine.append((name, slot))
             continue
