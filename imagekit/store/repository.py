@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,15 +121,15 @@ class Repository:
         config: Config,
         key: MasterKey,
         *,
-        opened: Collection[str] = (),
+        opened: Mapping[str, KeySlot] | None = None,
         foreign: Collection[str] = (),
     ):
         self.backend = backend
         self.config = config
         self.key = key
-        #: Slots this client opened and found matching the fingerprint, and those it opened to
-        #: other keys: what ``review_slots`` knows beyond the slot MACs.
-        self.opened_slots = frozenset(opened)
+        #: Slots this client opened and found matching the fingerprint (as it read them), and
+        #: those it opened to other keys: what ``review_slots`` knows beyond the slot MACs.
+        self.opened_slots: Mapping[str, KeySlot] = dict(opened or {})
         self.foreign_slots = frozenset(foreign)
         chunk_id_key, metadata_key = key.keys()
         self.chunk_id_key = chunk_id_key
@@ -202,18 +202,19 @@ class Repository:
                     f"repository's keys: {foreign}"
                 )
             raise WrongKey(f"{backend.url}: no key slot opens with this {what}", hint=hint)
-        prints = {key.fingerprint for _, key in opened}
+        prints = {key.fingerprint for _, _, key in opened}
         if len(prints) > 1:
-            names = ", ".join(f"{n} ({k.fingerprint})" for n, k in opened)
+            names = ", ".join(f"{n} ({k.fingerprint})" for n, _, k in opened)
             raise IntegrityError(
                 f"{backend.url}: key slots open to different keys: {names}",
                 hint="some were planted; pin the fingerprint `imagekit store init` printed "
                 "(plan store `fingerprint:`, or --fingerprint)",
             )
-        best = max((key for _, key in opened), key=lambda k: k.access == "read")
+        best = max((key for _, _, key in opened), key=lambda k: k.access == "read")
         if fingerprint is None and known is not None and source != "recorded":
             known.record(backend.url, best.fingerprint)
-        return cls(backend, config, best, opened=[n for n, _ in opened], foreign=foreign)
+        slots = {name: slot for name, slot, _ in opened}
+        return cls(backend, config, best, opened=slots, foreign=foreign)
 
     @property
     def fingerprint(self) -> str:

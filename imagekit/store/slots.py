@@ -16,7 +16,7 @@ by a write-only key) and planted (``docs/format.md`` § Slot MAC).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +47,9 @@ def open_slots(
     source: str,
 ) -> tuple[list[tuple[str, MasterKey]], list[str]]:
     """The slots that open with the identity or passphrase and match ``expected`` (when set),
-    and the names of those that opened with keys of another fingerprint."""
-    opened: list[tuple[str, MasterKey]] = []
+    with their keys, and the names of those that opened to keys not written as the repository's
+    (another fingerprint, or a MAC they did not make)."""
+    opened: list[tuple[str, KeySlot, MasterKey]] = []
     foreign: list[str] = []
     # Cheapest key derivation first: a planted passphrase slot may ask for the most scrypt
     # the bounds allow (~1 GiB, seconds), and once a matching read slot opens the search
@@ -91,7 +92,7 @@ def open_slots(
             )
             foreign.append(name)
             continue
-        opened.append((name, key))
+        opened.append((name, slot, key))
         if expected is not None and key.access == "read":
             break  # the best there is: no need to pay for more key derivations
     return opened, foreign
@@ -192,12 +193,14 @@ def review_slots(
     backend: Backend,
     repository: str,
     key: MasterKey,
-    opened: Collection[str] = (),
+    opened: Mapping[str, KeySlot] | None = None,
     foreign: Collection[str] = (),
 ) -> SlotReview:
     """Judge every slot with the repository's ``key``. ``opened``: slots the caller opened and
-    found matching the fingerprint (a version-1 slot is genuine only so); ``foreign``: slots it
-    opened with keys of another fingerprint (planted whatever their MAC says)."""
+    found matching the fingerprint, as it read them (a version-1 slot is genuine only so, and
+    only while the bucket serves the same bytes: it may serve others to a second read);
+    ``foreign``: slots it opened to other keys (planted whatever their MAC says)."""
+    opened = opened or {}
     review = SlotReview()
     for name, slot in sorted(read_slots(backend)):
         why = None
@@ -205,7 +208,7 @@ def review_slots(
             why = "a key slot of another repository"
         elif name in foreign:
             why = "it opened, but not to this repository's keys as written"
-        elif name in opened:
+        elif opened.get(name) == slot:
             review.genuine.append((name, slot))
             continue
         elif slot.mac is None:

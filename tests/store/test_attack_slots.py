@@ -391,3 +391,20 @@ def test_downgraded_slots_of_a_new_repository_behave_as_old_ones(
     review = owner.review_slots()
     assert [s.recipient for _, s in review.genuine] == [reader.recipient]
     assert [s.recipient for _, s in review.unverified] == [writer.recipient]
+
+
+def test_a_slot_swapped_after_opening_is_not_taken_as_the_one_opened(
+    legacy: MemoryBackend,
+) -> None:
+    """The provider serves the genuine old slot to the open and its own to the next read: the
+    upgrade must not give the attacker's slot a MAC of the real keys (a reader that counts)."""
+    pin = LEGACY["fingerprint"]
+    owner = Repository.open(legacy, identity=LEGACY_READER, fingerprint=pin)
+    (mine,) = owner.opened_slots
+    attacker = BucketAttacker(legacy)
+    swapped = replace(recipient_slot(attacker.key, LEGACY_READER.recipient, "read"), mac=None)
+    legacy.objects[mine] = swapped.encode()
+    review = owner.review_slots()
+    assert mine not in [n for n, _ in review.genuine] and not review.readers()
+    assert upgrade_slots(owner).upgraded == []
+    assert KeySlot.decode(legacy.objects[mine]).mac is None
