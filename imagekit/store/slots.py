@@ -45,7 +45,7 @@ def open_slots(
     passphrase: str | None,
     expected: str | None,
     source: str,
-) -> tuple[list[tuple[str, MasterKey]], list[str]]:
+) -> tuple[list[tuple[str, KeySlot, MasterKey]], list[str]]:
     """The slots that open with the identity or passphrase and match ``expected`` (when set),
     with their keys, and the names of those that opened to keys not written as the repository's
     (another fingerprint, or a MAC they did not make)."""
