@@ -206,6 +206,8 @@ def review_slots(
         why = None
         if slot.repository != repository:
             why = "a key slot of another repository"
+        elif slot_id(name) is None:
+            why = "not named keys/<32 hex>, as every slot is written"  # a copy, at best
         elif name in foreign:
             why = "it opened, but not to this repository's keys as written"
         elif opened.get(name) == slot:

@@ -6,8 +6,8 @@ Whether a version-1 slot is genuine only its holder can tell (it is sealed to th
   rewritten in place with its MAC: the same sealed bytes under the same name, one atomic write;
 - for a slot sealed to someone else, the operator vouches for its recipient and access
   (``readers``, ``writers``): a new slot of the repository's own keys is sealed to that
-  recipient, then the recipient's version-1 slots are deleted. Recipients are taken from the
-  operator, never from the bucket, so a planted slot never gets a slot of the real keys;
+  recipient, then the recipient's version-1 slots of that access are deleted. Recipients are
+  taken from the operator, never from the bucket, so a planted slot never gets the real keys;
 - every other version-1 slot is left as it is, listed (unverified, never counted).
 
 Crash-safe at every step: a rewrite leaves the old or the new whole object (``Backend.write``),
@@ -84,15 +84,16 @@ def upgrade_slots(
     report = UpgradeReport()
     for name, slot in review.genuine:
         sid = slot_id(name)
-        if slot.mac is None and sid is not None:
+        if slot.mac is None and sid is not None:  # review names every genuine slot so
             repo.backend.write(name, sign_slot(repo.key, sid, slot).encode())
             report.upgraded.append(name)
     for recipient, access in todo:
         report.added.append(repo.add_recipient(recipient, access))
-    # Only after every replacement is written: a crash before leaves both, opening alike.
-    vouched_for = {r for r, _ in vouched}
+    # Only after every replacement is written: a crash before leaves both, opening alike. Only
+    # the access vouched for goes: a writer never removes read slots, and a reader vouching
+    # for a writer leaves a read slot naming it for a separate decision.
     for name, slot in legacy:
-        if slot.recipient in vouched_for:
+        if (slot.recipient, slot.access) in vouched:
             repo.backend.delete(name)
             report.removed.append(name)
         else:

@@ -408,3 +408,31 @@ def test_a_slot_swapped_after_opening_is_not_taken_as_the_one_opened(
     assert mine not in [n for n, _ in review.genuine] and not review.readers()
     assert upgrade_slots(owner).upgraded == []
     assert KeySlot.decode(legacy.objects[mine]).mac is None
+
+
+def test_vouching_for_a_writer_removes_only_its_old_write_slots(legacy: MemoryBackend) -> None:
+    """An old read slot naming the export host, which the reader cannot open, is not judged by
+    vouching for the host as a writer: it stays, unverified. The host itself opens it and sees
+    other keys: planted, to it."""
+    pin = LEGACY["fingerprint"]
+    planted = BucketAttacker(legacy).plant_read_slot(LEGACY_WRITER.recipient, legacy=True)
+    owner = Repository.open(legacy, identity=LEGACY_READER, fingerprint=pin)
+    report = upgrade_slots(owner, writers=[LEGACY_WRITER.recipient])
+    assert len(report.added) == 1 and planted not in report.removed
+    assert planted in {x["name"] for x in report.left} and planted in legacy.objects
+    host = Repository.open(legacy, identity=LEGACY_WRITER, fingerprint=pin)
+    assert planted in host.review_slots().planted
+
+
+def test_a_genuine_old_slot_under_another_name_is_planted(
+    legacy: MemoryBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    pin = LEGACY["fingerprint"]
+    (real,) = [n for n, s in read_slots(legacy) if s.recipient == LEGACY_READER.recipient]
+    BucketAttacker(legacy).plant_object("keys/copy", legacy.objects[real])
+    del legacy.objects[real]
+    owner = Repository.open(legacy, identity=LEGACY_READER, fingerprint=pin)  # its keys are real
+    with caplog.at_level(logging.WARNING):
+        review = owner.review_slots()
+    assert review.planted == ["keys/copy"] and not review.readers() and "keys/copy" in caplog.text
+    assert upgrade_slots(owner).upgraded == []
