@@ -56,6 +56,10 @@ COMMANDS: dict[str, Listed] = {
         "Convert disk image SRC for a target cloud, validated against its rules.",
     ),
     "targets": Listed("imagekit.cli.convert_cmd", "List the convert targets and what each is for."),
+    "inspect": Listed(
+        "imagekit.cli.guest_cmd",
+        "Inspect image REF (or --disk FILE) offline: facts, findings per target, bootable where.",
+    ),
     "boot": Listed(
         "imagekit.cli.boot_cmds",
         "Boot image REF from STORE on a provider and wait until healthy; nodes keep running.",

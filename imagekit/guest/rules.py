@@ -293,7 +293,12 @@ def _unpin(kind: str, text: str) -> str | None:
         def first_nic(match: re.Match[str]) -> str:
             return f'KERNEL=="eth{next(index)}"'
 
-        return re.sub(r'ATTRS?\{address\}=="[0-9A-Fa-f:]{17}"', first_nic, text)
+        return "".join(
+            line
+            if line.lstrip().startswith("#")
+            else re.sub(r'ATTRS?\{address\}=="[0-9A-Fa-f:]{17}"', first_nic, line)
+            for line in text.splitlines(keepends=True)
+        )
     if kind == "ifcfg":
         return "".join(
             line

@@ -42,7 +42,9 @@ _GCP = GuestTarget(
     "gcp",
     "gcp",
     ("GCE",),
-    ("virtio_scsi", "nvme"),
+    # SCSI is GCE's default disk interface; NVMe only where the provider asks for it, which it
+    # does only for guests that carry nvme (GuestProfile).
+    ("virtio_scsi",),
     ("virtio_net", "gve"),
     console_arg="console=ttyS0,38400n8",  # what GCE's own images pass
     architectures=frozenset({"x86_64", "arm64"}),
@@ -74,7 +76,7 @@ TARGETS: dict[str, GuestTarget] = {
     for t in (
         GuestTarget("local", "local", ("NoCloud",), ("virtio_blk",), ("virtio_net",)),
         _GCP,
-        replace(_GCP, name="gcp-twin", storage=("virtio_scsi",), architectures=_X86),
+        replace(_GCP, name="gcp-twin", architectures=_X86),
         _AZURE,
         replace(
             _AZURE,
