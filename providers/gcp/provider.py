@@ -3,7 +3,8 @@
 upload: the ``gce`` tar.gz → ``gs://BUCKET/imagekit/RUN/disk.tar.gz``
 register_image: ``images.insert`` from that object, polled until READY (our deadline)
 create_nodes: one firewall rule for the health ports (instances tagged with the run), then one
-instance per node: pd-balanced boot disk from the image, user-data in the metadata
+instance per node: a boot disk from the image of the type, interface and NIC the family and the
+guest's drivers allow (``families.attachment``), user-data in the metadata
 teardown: instances, firewall rule, image, object — newest first
 
 GCE names are the resources' ids, so each is recorded *before* the call that creates it: a crash
@@ -24,6 +25,7 @@ from libcloud.compute.base import Node, NodeImage, NodeSize
 from libcloud.compute.drivers.gce import GCENodeDriver
 
 from imagekit.errors import ProviderError, UsageError
+from imagekit.guest.profile import GuestProfile
 from imagekit.providers import health
 from imagekit.providers.base import (
     NodeInfo,
@@ -41,7 +43,7 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
-from imagekit.providers.gcp import api, families
+from imagekit.providers.gcp import api, bodies, families
 from imagekit.providers.runs import Run
 from imagekit.providers.sizes import choose_size
 
@@ -82,6 +84,7 @@ class GcpProvider(Provider):
         self._compute: Any = None
         self._storage: Any = None
         self._guest_ports: tuple[int, ...] = (22, 80)
+        self._guest: GuestProfile | None = None  # the prepared image's, once known
 
     # -- connections (built on first use; nothing is contacted by a dry run) ----------------
 
@@ -142,14 +145,13 @@ class GcpProvider(Provider):
         name = resource_name(run.run_id, "image")
         run.add_resource(Resource("image", name, name))
         driver = self.compute()
-        api.images_insert(
-            driver,
-            name,
-            image.location,
-            f"imagekit {image.prepared.name}",
-            boot_mode=image.prepared.boot_mode,
-        )
+        prepared = image.prepared
+        self._guest = prepared.guest
+        features = bodies.guest_os_features(prepared.boot_mode, prepared.guest)
+        request = bodies.image_body(name, image.location, f"imagekit {prepared.name}", features)
         deadline = time.monotonic() + IMAGE_TIMEOUT
+        operation = api.images_insert(driver, request)
+        api.wait_operation(driver, operation, "images.insert", deadline, self.poll_interval)
         body = api.wait_image_ready(driver, name, deadline, self.poll_interval)
         return NodeImage(
             body.get("id", name), name, driver, extra={"selfLink": body.get("selfLink", "")}
@@ -159,9 +161,12 @@ class GcpProvider(Provider):
         """A size named as asked; else the nearest usable one (``families.py``), general
         purpose first on a tie."""
         sizes = self.list_sizes()
+        self._guest = image.guest
         if wanted and any(wanted in (s.id, s.name) for s in sizes):
-            return choose_size(sizes, wanted, image.instance_type)
-        usable = families.usable(sizes, image.architecture)
+            size, why = choose_size(sizes, wanted, image.instance_type)
+            families.attachment(size, image.guest)  # a family the guest cannot boot on: now
+            return size, why
+        usable = families.usable(sizes, image.architecture, image.guest)
         if not usable:
             raise ProviderError(
                 f"gcp: zone {self.zone} lists no machine type for an {image.architecture} image "
@@ -184,14 +189,26 @@ class GcpProvider(Provider):
         metadata = {"user-data": request.user_data}
         if request.ssh_public_key:
             metadata["ssh-keys"] = f"{self.ssh_user}:{request.ssh_public_key}"
+        attach = families.attachment(request.size, self._guest)
+        machine_type = str((request.size.extra or {}).get("selfLink") or request.size.name)
         nodes = []
         for base in request.node_names():
             name = resource_name(base)
             run.add_resource(Resource("node", name, name, {"zone": self.zone}))
+            body = bodies.instance_body(
+                project=self.project,
+                zone=self.zone,
+                name=name,
+                machine_type=machine_type,
+                image_link=str((image.extra or {}).get("selfLink") or image.name),
+                network=self.network,
+                tag=tag,
+                metadata=metadata,
+                attach=attach,
+            )
+            deadline = time.monotonic() + OPERATION_TIMEOUT
             nodes.append(
-                api.instances_insert(
-                    driver, name, request.size, image, self.zone, metadata, tag, self.network
-                )
+                api.instances_insert(driver, body, self.zone, deadline, self.poll_interval)
             )
         return nodes
 
@@ -256,6 +273,6 @@ class GcpProvider(Provider):
         for base_name in request.node_names():
             calls.append(
                 f"POST {base}/zones/{self.zone}/instances {resource_name(base_name)} "
-                f"({request.size.id}, {api.DISK_TYPE}, metadata user-data)"
+                f"({request.size.id}, {families.PD_BALANCED}, metadata user-data)"
             )
         return calls
