@@ -45,7 +45,7 @@ from imagekit.providers.cloud.common import (
 )
 from imagekit.providers.gcp import api, bodies, families
 from imagekit.providers.runs import Run
-from imagekit.providers.sizes import choose_size
+from imagekit.providers.sizes import choose_fitting
 
 #: An import of a few-GiB disk takes 5-15 minutes; one hour covers a large root volume.
 IMAGE_TIMEOUT = 3600.0
@@ -160,20 +160,21 @@ class GcpProvider(Provider):
     def choose_size(self, wanted: str | None, image: PreparedImage) -> tuple[NodeSize, str]:
         """A size named as asked; else the nearest usable one (``families.py``), general
         purpose first on a tie."""
-        sizes = self.list_sizes()
         self._guest = image.guest
-        if wanted and any(wanted in (s.id, s.name) for s in sizes):
-            size, why = choose_size(sizes, wanted, image.instance_type)
-            families.attachment(size, image.guest)  # a family the guest cannot boot on: now
-            return size, why
-        usable = families.usable(sizes, image.architecture, image.guest)
-        if not usable:
-            raise ProviderError(
+        return choose_fitting(
+            self.list_sizes(),
+            wanted,
+            image.instance_type,
+            usable=lambda sizes: families.usable(sizes, image.architecture, image.guest),
+            # A family the guest cannot boot on, asked by name: refused now, not by GCE later.
+            check=lambda size: families.attachment(size, image.guest),
+            none_usable=lambda: ProviderError(
                 f"gcp: zone {self.zone} lists no machine type for an {image.architecture} image "
                 "booting from pd-balanced with virtio-net",
                 hint="choose a zone with E2/N2/N1 (x86-64) or T2A (arm64) machine types",
-            )
-        return choose_size(usable, wanted, image.instance_type, families.rank)
+            ),
+            prefer=families.rank,
+        )
 
     def list_sizes(self) -> list[NodeSize]:
         driver = self.compute()

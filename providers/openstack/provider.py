@@ -1,17 +1,21 @@
 """The openstack provider (Glance v2 + Nova + Neutron) and its rackspace profile.
 
-openstack — upload: Glance create image (qcow2, bare) + upload binary data, recorded as soon
-as Glance names its id; register_image: poll until ``active``; create_nodes: a security group
-with one ingress rule per guest port, then per node ``create_node`` with user-data on a config
-drive (``ex_config_drive``), the configured network and key pair, polled until ACTIVE, and a
-floating IP from the configured pool when one is named.
+openstack — upload: Glance create image (qcow2, bare, ``min_disk``, firmware and architecture
+properties) recorded as soon as Glance names its id, then upload binary data — or, where the
+cloud refuses a direct upload, the interoperable import (stage + ``glance-direct``);
+register_image: poll until ``active``; create_nodes: a security group with one ingress rule per
+guest port, then per node ``create_node`` with user-data on a config drive
+(``ex_config_drive``), the configured network and key pair — from a volume of the image where
+the flavor has no disk (``flavors.py``) — polled until ACTIVE, and a floating IP from the
+configured pool when one is named.
 
 rackspace — upload: the fixed VHD to Cloud Files; register_image: a Glance ``import`` task from
 that object, polled; create_nodes as above without security group or floating IP (Rackspace
 public cloud servers get a public address and filter nothing by default).
 
-teardown: newest first — floating IPs, servers (waited until gone, so the group is free),
-security group, image, object.
+teardown: newest first — floating IPs, servers (waited until gone, so the group is free), their
+boot volumes (deleted with the server; gone by then unless Nova failed to), security group,
+image, object.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from libcloud.common.types import LibcloudError
 from libcloud.compute.base import Node, NodeImage, NodeSize
 from libcloud.compute.drivers.openstack import OpenStackNetwork
 
-from imagekit.errors import ProviderError
+from imagekit.errors import ProviderError, UsageError
 from imagekit.providers import health
 from imagekit.providers.base import (
     NodeInfo,
@@ -45,8 +49,9 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
-from imagekit.providers.openstack import glance
+from imagekit.providers.openstack import flavors, glance
 from imagekit.providers.runs import Run
+from imagekit.providers.sizes import choose_fitting
 
 #: Glance stores and checksums the upload before ``active``; a large image takes minutes.
 IMAGE_TIMEOUT = 3600.0
@@ -56,6 +61,11 @@ REQUEST_TIMEOUT = 900.0  # seconds per HTTP request, the streamed upload include
 AUTH_VERSION = "3.x_password"
 #: 5 GiB: Swift's (and Cloud Files') largest single object; bigger needs a segmented upload.
 CLOUD_FILES_OBJECT_LIMIT = 5 << 30
+#: How the image data reaches Glance: ``auto`` tries a direct upload and, refused, the import
+#: flow; ``direct`` or ``import`` only that way (``import`` saves a refused transfer of the whole
+#: image on a cloud known to take data only through import).
+UPLOAD_MODES = ("auto", "direct", "import")
+IMPORT_NOTE = "the interoperable import (stage, then glance-direct), not a direct upload"
 
 
 class OpenStackProvider(Provider):
@@ -68,6 +78,18 @@ class OpenStackProvider(Provider):
         Setting("region", "region name", env="OS_REGION_NAME", required=False),
         Setting(
             "domain", "user domain (default: Default)", env="OS_USER_DOMAIN_NAME", required=False
+        ),
+        Setting(
+            "project_domain",
+            "domain id of the project (default: default)",
+            env="OS_PROJECT_DOMAIN_ID",
+            required=False,
+        ),
+        Setting(
+            "image_upload",
+            "how image data reaches Glance: auto (default), direct, or import (glance-direct)",
+            env="IMAGEKIT_OS_IMAGE_UPLOAD",
+            required=False,
         ),
         Setting("network", "network id for the servers", env="IMAGEKIT_OS_NETWORK", required=False),
         Setting(
@@ -88,9 +110,17 @@ class OpenStackProvider(Provider):
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         super().__init__(state_dir=state_dir, settings=settings)
+        upload = self.settings.get("image_upload", "auto")
+        if upload not in UPLOAD_MODES:
+            raise UsageError(
+                f"provider {self.name}: image_upload {upload!r}: use one of "
+                f"{', '.join(UPLOAD_MODES)}"
+            )
         self._driver: Any = None
         self._guest_ports: tuple[int, ...] = (22, 80)
         self._floating: dict[str, str] = {}  # node id → floating address
+        self._min_disk = 1  # GiB: the prepared image's, once known (choose_size, upload)
+        self._imported = False  # the data went through the import flow (register waits on it)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -100,6 +130,8 @@ class OpenStackProvider(Provider):
             "ex_force_auth_version": self.auth_version,
             "ex_tenant_name": self.settings.get("project"),
             "ex_domain_name": self.settings.get("domain", "Default"),
+            # Keystone v3 scopes the token to the project by name within this domain (an id).
+            "ex_tenant_domain_id": self.settings.get("project_domain", "default"),
             "timeout": REQUEST_TIMEOUT,
         }
         if self.settings.get("region"):
@@ -116,24 +148,64 @@ class OpenStackProvider(Provider):
     def _images(self) -> Any:
         return self.driver().image_connection
 
+    def _volumes(self) -> Any:
+        """The block storage (Cinder v3) connection: boot volumes are deleted through it."""
+        return self.driver().volumev3_connection
+
     # -- stages ------------------------------------------------------------------------------
 
     def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
         name = resource_name(run.run_id, "image")
         fmt = {"qcow2": "qcow2", "raw": "raw", "vhd-azure": "vhd"}[image.disk_format]
-        gib = -(-image.virtual_size // (1 << 30))
-        properties = {"imagekit_run": run.run_id, **glance.firmware_properties(image.boot_mode)}
-        image_id = glance.images_create(self._images(), name, fmt, gib, properties)
+        self._min_disk = flavors.min_disk_gib(image.virtual_size)
+        properties = {
+            "imagekit_run": run.run_id,
+            **glance.image_properties(image.boot_mode, image.architecture),
+        }
+        conn = self._images()
+        image_id = glance.images_create(conn, name, fmt, self._min_disk, properties)
         run.add_resource(Resource("image", image_id, name))
-        glance.images_upload(self._images(), image_id, image.path)
+        mode = self.settings.get("image_upload", "auto")
+        if mode != "import" and glance.images_upload(conn, image_id, image.path):
+            return UploadedImage(image, image_id)
+        methods = glance.import_methods(conn)
+        if glance.GLANCE_DIRECT not in methods:
+            raise ProviderError(
+                f"Glance refused the direct upload of image {image_id}"
+                if mode != "import"
+                else f"Glance offers no {glance.GLANCE_DIRECT} import",
+                hint=f"the cloud's import methods: {', '.join(methods) or 'none'}",
+            )
+        run.update(notes=(*run.record.notes, f"openstack: image data sent by {IMPORT_NOTE}"))
+        glance.images_stage(conn, image_id, image.path)
+        glance.images_import(conn, image_id)
+        self._imported = True
         return UploadedImage(image, image_id)
 
     def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
         deadline = time.monotonic() + IMAGE_TIMEOUT
         body = glance.wait_image_active(
-            self._images(), image.location, deadline, self.poll_interval
+            self._images(), image.location, deadline, self.poll_interval, importing=self._imported
         )
         return NodeImage(image.location, str(body.get("name", "")), self.driver())
+
+    def choose_size(self, wanted: str | None, image: PreparedImage) -> tuple[NodeSize, str]:
+        """The nearest flavor whose root disk holds the image (``min_disk``) or that boots from
+        a volume (disk 0), a local disk first on a tie; a flavor named that is too small is
+        refused before the upload."""
+        min_disk = self._min_disk = flavors.min_disk_gib(image.virtual_size)
+        return choose_fitting(
+            self.list_sizes(),
+            wanted,
+            image.instance_type,
+            usable=lambda sizes: flavors.usable(sizes, min_disk),
+            check=lambda size: flavors.check_named(size, min_disk),
+            none_usable=lambda: ProviderError(
+                f"{self.name}: no flavor has a root disk of {min_disk} GiB or boots from a volume",
+                hint="ask the cloud for a larger flavor, or one with disk 0",
+            ),
+            prefer=flavors.prefer_local_disk,
+        )
 
     def list_sizes(self) -> list[NodeSize]:
         driver = self.driver()
@@ -162,21 +234,44 @@ class OpenStackProvider(Provider):
             ]
         if self.settings.get("keypair"):
             kwargs["ex_keyname"] = self.settings["keypair"]
+        from_volume = flavors.boots_from_volume(request.size)
+        if from_volume:
+            # The flavor has no root disk: Nova makes one volume of the image per server.
+            kwargs["ex_blockdevicemappings"] = flavors.block_device_mapping(
+                image.id, self._min_disk
+            )
         nodes = []
         for base in request.node_names():
             name = resource_name(base)
             node = glance.call(
                 f"creation of server {name}",
                 functools.partial(
-                    driver.create_node, name=name, size=request.size, image=image, **kwargs
+                    driver.create_node,
+                    name=name,
+                    size=request.size,
+                    image=None if from_volume else image,
+                    **kwargs,
                 ),
             )
-            run.add_resource(Resource("node", node.id, name))
+            record = Resource("node", node.id, name)
+            run.add_resource(record)
             node = self._wait_active(driver, node.id, name)
+            if from_volume:
+                self._record_volumes(node, record, run)
             if self.settings.get("floating_pool"):
                 self._attach_floating_ip(driver, node, run)
             nodes.append(node)
         return nodes
+
+    def _record_volumes(self, node: Node, record: Resource, run: Run) -> None:
+        """Record the server's boot volume, then the server again, so that teardown deletes the
+        server first (Nova then deletes the volume, ``delete_on_termination``) and the volume
+        only if it is left."""
+        for volume in (node.extra or {}).get("volumes_attached") or ():
+            volume_id = str(volume.get("id", "")) if isinstance(volume, Mapping) else ""
+            if volume_id:
+                run.add_resource(Resource("volume", volume_id, f"{record.name}-root"))
+        run.add_resource(record)  # moved after its volumes
 
     def _security_group(self, driver: Any, request: NodeRequest, run: Run) -> Any:
         name = resource_name(run.run_id, "sg")
@@ -266,6 +361,7 @@ class OpenStackProvider(Provider):
             "floating-ip": (driver.network_connection, f"/v2.0/floatingips/{resource.id}"),
             "security-group": (driver.network_connection, f"/v2.0/security-groups/{resource.id}"),
             "image": (driver.image_connection, f"/v2/images/{resource.id}"),
+            "volume": (self._volumes(), f"/volumes/{resource.id}"),
         }
         if resource.kind not in kinds:
             raise ProviderError(f"{self.name} cannot delete a {resource.kind!r}")
@@ -314,7 +410,8 @@ class OpenStackProvider(Provider):
         """The cloud calls a boot would make, in order, without making any."""
         calls = [
             f"POST /v2/images {resource_name(run_id, 'image')} ({self.disk_format}, bare)",
-            "PUT /v2/images/{id}/file (application/octet-stream)",
+            "PUT /v2/images/{id}/file (application/octet-stream); refused: PUT "
+            "/v2/images/{id}/stage + POST /v2/images/{id}/import (glance-direct)",
             "GET /v2/images/{id} until active",
         ]
         if self.uses_security_groups:
