@@ -9,9 +9,10 @@ guest port, then per node ``create_node`` with user-data on a config drive
 the flavor has no disk (``flavors.py``) — polled until ACTIVE, and a floating IP from the
 configured pool when one is named.
 
-rackspace — upload: the fixed VHD to Cloud Files; register_image: a Glance ``import`` task from
-that object, polled; create_nodes as above without security group or floating IP (Rackspace
-public cloud servers get a public address and filter nothing by default).
+rackspace — upload: the fixed VHD to Cloud Files (as a static large object of segments when
+larger than one object may be, 5 GiB: ``cloudfiles.py``); register_image: a Glance ``import``
+task from that object, polled; create_nodes as above without security group or floating IP
+(Rackspace public cloud servers get a public address and filter nothing by default).
 
 teardown: newest first — floating IPs, servers (waited until gone, so the group is free), their
 boot volumes (deleted with the server; gone by then unless Nova failed to), security group,
@@ -49,7 +50,7 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
-from imagekit.providers.openstack import flavors, glance
+from imagekit.providers.openstack import cloudfiles, flavors, glance
 from imagekit.providers.runs import Run
 from imagekit.providers.sizes import choose_fitting
 
@@ -59,8 +60,6 @@ IMAGE_TIMEOUT = 3600.0
 SERVER_TIMEOUT = 900.0
 REQUEST_TIMEOUT = 900.0  # seconds per HTTP request, the streamed upload included
 AUTH_VERSION = "3.x_password"
-#: 5 GiB: Swift's (and Cloud Files') largest single object; bigger needs a segmented upload.
-CLOUD_FILES_OBJECT_LIMIT = 5 << 30
 #: How the image data reaches Glance: ``auto`` tries a direct upload and, refused, the import
 #: flow; ``direct`` or ``import`` only that way (``import`` saves a refused transfer of the whole
 #: image on a cloud known to take data only through import).
@@ -394,12 +393,13 @@ class OpenStackProvider(Provider):
     @staticmethod
     def _exists(conn: Any, path: str) -> bool:
         try:
-            conn.request(path)
+            answer = conn.request(path)
         except BaseHTTPError as exc:
             if exc.code == 404:
                 return False
             raise glance.openstack_error(f"lookup of {path}", exc.code, str(exc.message)) from exc
-        return True
+        # Cloud Files answers (libcloud) take a 404 for a success: not there all the same.
+        return int(getattr(answer, "status", 200)) != 404
 
     def exists(self, resource: Resource) -> bool:
         return self._exists(*self._paths(resource))
@@ -447,6 +447,9 @@ class RackspaceProvider(OpenStackProvider):
     uses_security_groups = False
     driver_class: ClassVar[type] = glance.RackspaceNodeDriver
     auth_url = "https://identity.api.rackspacecloud.com"
+    #: Files above ``object_limit`` go up as a static large object of ``segment_size`` segments.
+    object_limit: ClassVar[int] = cloudfiles.OBJECT_LIMIT
+    segment_size: ClassVar[int] = cloudfiles.SEGMENT_SIZE
 
     def driver_kwargs(self) -> dict[str, Any]:
         return {
@@ -468,24 +471,39 @@ class RackspaceProvider(OpenStackProvider):
     def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
         container = self.settings.get("container", "imagekit")
         name = f"{run.run_id}.vhd"
-        if image.path.stat().st_size > CLOUD_FILES_OBJECT_LIMIT:
-            raise ProviderError(
-                f"{image.path}: larger than one Cloud Files object (5 GiB)",
-                hint="segmented uploads are not implemented; import through the openstack provider",
-            )
-        run.add_resource(Resource("object", f"{container}/{name}", name, {"container": container}))
         files = self.files()
-        with image.path.open("rb") as body:
-            glance.call(
-                "upload to Cloud Files",
-                lambda: files.connection.request(
-                    f"/{container}/{name}",
-                    method="PUT",
-                    data=body,
-                    headers={"Content-Type": glance.OCTET},
-                ),
+        size = image.path.stat().st_size
+        if size <= self.object_limit:
+            run.add_resource(self._object(container, name))
+            cloudfiles.put_object(glance.call, files.connection, container, name, image.path)
+            return UploadedImage(image, f"{container}/{name}")
+        # Larger than one object: a static large object. Each segment is recorded before it is
+        # sent, the manifest last, so teardown deletes the manifest (and with it the segments)
+        # first and finds each segment already gone, or deletes what a crash left unlisted.
+        uploaded = []
+        with image.path.open("rb") as handle:
+            for segment in cloudfiles.segments(name, size, self.segment_size):
+                run.add_resource(self._object(container, segment.name))
+                etag = cloudfiles.put_segment(
+                    glance.call, files.connection, container, segment, handle
+                )
+                uploaded.append((segment, etag))
+        run.add_resource(self._object(container, name, slo=True))
+        body = cloudfiles.manifest(container, uploaded)
+        cloudfiles.put_manifest(glance.call, files.connection, container, name, body)
+        run.update(
+            notes=(
+                *run.record.notes,
+                f"rackspace: {size} bytes uploaded as a static large object of "
+                f"{len(uploaded)} segments (one Cloud Files object holds at most 5 GiB)",
             )
+        )
         return UploadedImage(image, f"{container}/{name}")
+
+    @staticmethod
+    def _object(container: str, name: str, *, slo: bool = False) -> Resource:
+        extra = {"container": container, **({"slo": "manifest"} if slo else {})}
+        return Resource("object", f"{container}/{name}", name, extra)
 
     def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
         name = resource_name(run.run_id, "image")
@@ -499,15 +517,20 @@ class RackspaceProvider(OpenStackProvider):
     def delete(self, resource: Resource) -> bool:
         if resource.kind != "object":
             return super().delete(resource)
+        # A manifest is deleted with its segments (multipart-manifest=delete).
+        params = dict(cloudfiles.SLO_DELETE) if resource.extra.get("slo") else None
         try:
-            self.files().connection.request(f"/{resource.id}", method="DELETE")
+            answer = self.files().connection.request(
+                f"/{resource.id}", params=params, method="DELETE"
+            )
         except BaseHTTPError as exc:
             if exc.code == 404:
                 return False
             raise glance.openstack_error(
                 f"deletion of {resource}", exc.code, str(exc.message)
             ) from exc
-        return True
+        # libcloud's Cloud Files responses count 404 as a success: it is "already gone" here.
+        return int(getattr(answer, "status", 204)) != 404
 
     def exists(self, resource: Resource) -> bool:
         if resource.kind != "object":
@@ -517,7 +540,8 @@ class RackspaceProvider(OpenStackProvider):
     def planned_calls(self, request: NodeRequest, run_id: str) -> list[str]:
         container = self.settings.get("container", "imagekit")
         calls = [
-            f"PUT cloudFiles /{container}/{run_id}.vhd",
+            f"PUT cloudFiles /{container}/{run_id}.vhd (above 5 GiB: segments "
+            f"{run_id}.vhd.segments/NNNNN, then the manifest ?multipart-manifest=put)",
             f"POST /v2/tasks import {container}/{run_id}.vhd (vhd)",
             "GET /v2/tasks/{id} until success, GET /v2/images/{id} until active",
         ]

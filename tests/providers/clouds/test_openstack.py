@@ -11,6 +11,8 @@ uploaded bytes are compared with the converted image; health is a real TCP conne
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -452,13 +454,15 @@ def _rackspace(cloud: Cloud, task: Reply) -> None:
     cloud.route("DELETE", RAX_NOVA + r"/servers/srv-1$", Reply(204, b""))
 
 
+TASK_DONE = Reply(200, {"id": "task-1", "status": "success", "result": {"image_id": "img-9"}})
+
+
 def test_rackspace_full_flow_imports_the_vhd_from_cloud_files(
     rax_env: Path, test_disk: Path, listener: int
 ) -> None:
     runs = RunStore(rax_env / "state")
-    done = Reply(200, {"id": "task-1", "status": "success", "result": {"image_id": "img-9"}})
     with recorded() as cloud:
-        _rackspace(cloud, done)
+        _rackspace(cloud, TASK_DONE)
         record, vhd, report = boot_and_teardown(
             rackspace, runs, FileImageSource(test_disk), listener, image="disk.vhd", size="m1.small"
         )
@@ -809,3 +813,110 @@ def test_the_project_domain_is_a_setting(os_env: Path, monkeypatch: pytest.Monke
         {"project": {"name": "proj1", "domain": {"id": "default"}}},
     ]
     assert provider.settings["project_domain"] == "dr-domain"  # recorded for teardown
+
+
+# --- rackspace: images above one Cloud Files object go up as a static large object -----------
+
+SEGMENT = 24 << 20  # the 64 MiB test disk's VHD in three segments: 24 + 24 + 16 MiB + 512
+
+
+class SmallObjects(RackspaceProvider):
+    """Rackspace with Cloud Files' 5 GiB object limit and 1 GiB segments scaled down, so that
+    the test disk takes the segmented path (the HTTP is recorded, as above)."""
+
+    object_limit = 1 << 20
+    segment_size = SEGMENT
+
+
+def _swift_put(call: Call) -> Reply:
+    """Swift's answer to an object PUT: 201 with the body's MD5 as ETag (a manifest PUT answers
+    the MD5 of the segments' ETags, quoted)."""
+    if call.query.get("multipart-manifest") == "put":
+        etags = "".join(entry["etag"] for entry in json.loads(call.body))
+        return Reply(201, b"", {"ETag": f'"{hashlib.md5(etags.encode()).hexdigest()}"'})
+    return Reply(201, b"", {"ETag": hashlib.md5(call.body).hexdigest()})
+
+
+def _files_calls(cloud: Cloud) -> list[str]:
+    def show(c: Call) -> str:
+        manifest = c.query.get("multipart-manifest")
+        return f"{c} ?multipart-manifest={manifest}" if manifest else str(c)
+
+    return [show(c) for c in cloud.calls if "clouddrive" in c.url]
+
+
+def test_rackspace_uploads_a_large_image_as_a_static_large_object(
+    rax_env: Path, test_disk: Path, listener: int
+) -> None:
+    runs = RunStore(rax_env / "state")
+    with recorded() as cloud:
+        _rackspace(cloud, TASK_DONE)
+        cloud.route("PUT", RAX_FILES + r"/imagekit/", _swift_put)
+        cloud.route(
+            "DELETE",
+            RAX_FILES + r"/imagekit/[^?]+\.segments/",
+            # gone with their manifest
+            Reply(404, b"<html><h1>Not Found</h1></html>", {"Content-Type": "text/html"}),
+        )
+        record, vhd, report = boot_and_teardown(
+            instant(SmallObjects),
+            runs,
+            FileImageSource(test_disk),
+            listener,
+            image="disk.vhd",
+            size="m1.small",
+        )
+    rid = record.run_id
+    obj = f"/v1/MossoCloudFS_abc/imagekit/{rid}.vhd"
+    assert _files_calls(cloud) == [
+        f"PUT {obj}.segments/00000",
+        f"PUT {obj}.segments/00001",
+        f"PUT {obj}.segments/00002",
+        f"PUT {obj} ?multipart-manifest=put",
+        # teardown, newest first: the manifest takes its segments along
+        f"DELETE {obj} ?multipart-manifest=delete",
+        f"DELETE {obj}.segments/00002",
+        f"DELETE {obj}.segments/00001",
+        f"DELETE {obj}.segments/00000",
+    ]
+    pieces = [c for c in cloud.calls if ".segments/" in c.path and c.method == "PUT"]
+    assert [len(p.body) for p in pieces] == [SEGMENT, SEGMENT, len(vhd) - 2 * SEGMENT]
+    assert b"".join(p.body for p in pieces) == vhd
+    assert all(p.headers["Content-Length"] == str(len(p.body)) for p in pieces)
+    manifest = cloud.find("PUT", f"/imagekit/{rid}.vhd")[-1]
+    assert manifest.headers["Content-Type"] == "application/json"
+    assert json.loads(manifest.body) == [
+        {
+            "path": f"/imagekit/{rid}.vhd.segments/{i:05d}",
+            "etag": hashlib.md5(p.body).hexdigest(),
+            "size_bytes": len(p.body),
+        }
+        for i, p in enumerate(pieces)
+    ]
+    # The import task reads the manifest's name: Swift serves it as the whole VHD.
+    task = cloud.find("POST", "/v2/tasks")[0].json()
+    assert task["input"]["import_from"] == f"imagekit/{rid}.vhd"
+    assert any("static large object of 3 segments" in n for n in record.notes)
+    assert [str(r) for r in report.already_gone] == [
+        f"object {rid}.vhd.segments/{i:05d}" for i in (2, 1, 0)
+    ]
+    assert not report.failed and runs.list() == []
+
+
+def test_a_segment_stored_with_another_etag_is_an_error(rax_env: Path, test_disk: Path) -> None:
+    runs = RunStore(rax_env / "state")
+    with recorded() as cloud:
+        _rackspace(cloud, Reply(200, {"id": "task-1", "status": "processing"}))
+        cloud.route("PUT", RAX_FILES + r"/imagekit/", Reply(201, b"", {"ETag": "0" * 32}))
+        with pytest.raises(ProviderError, match=r"with ETag 0+, not its MD5"):
+            boot(
+                instant(SmallObjects)(state_dir=rax_env / "state"),
+                FileImageSource(test_disk),
+                BootOptions(size="m1.small"),
+                runs,
+            )
+    assert not [c for c in cloud.calls if c.query.get("multipart-manifest") == "put"]
+    # The one segment sent is deleted again with the failed boot.
+    assert [str(c) for c in cloud.calls if c.method == "DELETE"] == [
+        f"DELETE {cloud.find('PUT', '.segments/00000')[0].path}"
+    ]
