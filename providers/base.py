@@ -38,6 +38,7 @@ from imagekit.errors import ImagekitError, UsageError
 from imagekit.guest.profile import GuestProfile
 from imagekit.progress import Progress
 from imagekit.providers import health
+from imagekit.providers.limits import SizeLimit, check_size
 from imagekit.providers.sizes import choose_size
 
 if TYPE_CHECKING:
@@ -231,6 +232,10 @@ class ImageSource(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    def preview(self, disk_format: str) -> PreparedImage:
+        """What ``materialise`` will make, known before it runs (sizes, metadata; no file)."""
+        ...
+
     def materialise(
         self, folder: Path, disk_format: str, progress: Progress | None = None
     ) -> PreparedImage: ...
@@ -250,6 +255,8 @@ class Provider(ABC):
     # (tcp:22) answers on a guest that never got its key or user-data.
     default_checks: ClassVar[tuple[str, ...]] = ("ssh:true",)
     ssh_user: ClassVar[str] = "root"
+    #: The largest boot disk the target takes (``limits.py``), checked before the restore.
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = ()
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         """``settings``: non-secret values (a run record's, at teardown); the rest from env."""
@@ -283,6 +290,11 @@ class Provider(ABC):
         return os.environ.get(setting.env) or None
 
     # -- stages --------------------------------------------------------------------------
+
+    def check_image_size(self, virtual_size: int, boot_mode: str) -> None:
+        """``UsageError`` when the image is larger than this target takes (pure: before the
+        restore, so that a too large image costs nothing)."""
+        check_size(self.name, self.disk_format, self.size_limits, virtual_size, boot_mode)
 
     def prepare(
         self, source: ImageSource, run: Run, progress: Progress | None = None

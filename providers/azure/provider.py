@@ -49,6 +49,7 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
+from imagekit.providers.limits import GiB, SizeLimit, TiB
 from imagekit.providers.runs import Run
 
 #: An import copies the whole VHD inside Azure: minutes per 100 GiB.
@@ -127,6 +128,17 @@ class AzureProvider(Provider):
     )
     ssh_user = "azureuser"
     poll_interval = arm.POLL_INTERVAL
+    # The fixed VHD's own limit (2040 GiB, qemu-img) binds first; these are Azure's.
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = (
+        SizeLimit(4095 * GiB, "a managed OS disk", "Azure Compute: OS disk at most 4095 GiB"),
+        SizeLimit(8 * TiB, "a page blob", "Azure Storage scalability targets: page blob 8 TiB"),
+        SizeLimit(
+            2 * TiB,
+            "a Generation 1 (BIOS) OS disk",
+            "Azure: OS disks above 2 TiB need a Generation 2 (UEFI) VM",
+            "bios",
+        ),
+    )
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         super().__init__(state_dir=state_dir, settings=settings)

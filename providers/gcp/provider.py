@@ -44,6 +44,7 @@ from imagekit.providers.cloud.common import (
     resource_name,
 )
 from imagekit.providers.gcp import api, bodies, families
+from imagekit.providers.limits import GiB, SizeLimit
 from imagekit.providers.runs import Run
 from imagekit.providers.sizes import choose_fitting
 
@@ -74,6 +75,13 @@ class GcpProvider(Provider):
     )
     ssh_user = "imagekit"
     poll_interval = api.POLL_INTERVAL
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = (
+        SizeLimit(
+            65536 * GiB,
+            "a pd-balanced or hyperdisk-balanced boot disk",
+            "Compute API diskTypes: validDiskSize 10GB-65536GB",
+        ),
+    )
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         super().__init__(state_dir=state_dir, settings=settings)

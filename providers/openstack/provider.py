@@ -50,6 +50,7 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
+from imagekit.providers.limits import GiB, SizeLimit
 from imagekit.providers.openstack import cloudfiles, flavors, glance
 from imagekit.providers.runs import Run
 from imagekit.providers.sizes import choose_fitting
@@ -447,6 +448,13 @@ class RackspaceProvider(OpenStackProvider):
     uses_security_groups = False
     driver_class: ClassVar[type] = glance.RackspaceNodeDriver
     auth_url = "https://identity.api.rackspacecloud.com"
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = (
+        SizeLimit(
+            160 * GiB,
+            "an imported image's system disk",
+            "Rackspace Cloud Images: images must not expand to a system disk larger than 160 GB",
+        ),
+    )
     #: Files above ``object_limit`` go up as a static large object of ``segment_size`` segments.
     object_limit: ClassVar[int] = cloudfiles.OBJECT_LIMIT
     segment_size: ClassVar[int] = cloudfiles.SEGMENT_SIZE
