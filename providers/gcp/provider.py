@@ -275,6 +275,7 @@ class GcpProvider(Provider):
         calls = [
             f"PUT https://{api.GCS_HOST}/{self.bucket}/imagekit/{run_id}/disk.tar.gz",
             f"POST {base}/global/images (rawDisk.source = that object)",
+            f"GET {base}/global/operations/OPERATION until DONE (errors quoted)",
             f"GET {base}/global/images/{resource_name(run_id, 'image')} until READY",
             f"POST {base}/global/firewalls {resource_name(run_id, 'allow')} "
             f"tcp:{','.join(map(str, request.guest_ports))}",

@@ -303,6 +303,10 @@ def test_full_flow_upload_register_boot_health_teardown(
     assert put.body == tar
     assert put.headers["Authorization"] == "Bearer ya29.test"
     assert put.headers["x-goog-hash"].startswith("md5=")
+    # The operation is read raw (every error kept), signed like every other call.
+    assert cloud.find("GET", "/operations/op-image")[0].headers["Authorization"] == (
+        "Bearer ya29.test"
+    )
     insert = cloud.find("POST", "/global/images")[0].json()
     assert insert["rawDisk"] == {
         "source": f"https://storage.googleapis.com/{BUCKET}/imagekit/{rid}/disk.tar.gz",
