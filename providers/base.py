@@ -250,13 +250,13 @@ class Provider(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     disk_format: ClassVar[str]  # the convert target it boots
+    #: The largest boot disk the target takes (``limits.py``), checked before the restore.
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = ()
     settings_help: ClassVar[tuple[Setting, ...]] = ()
     # Every run offers its own SSH key, so the default proves the guest took it: an SSH banner
     # (tcp:22) answers on a guest that never got its key or user-data.
     default_checks: ClassVar[tuple[str, ...]] = ("ssh:true",)
     ssh_user: ClassVar[str] = "root"
-    #: The largest boot disk the target takes (``limits.py``), checked before the restore.
-    size_limits: ClassVar[tuple[SizeLimit, ...]] = ()
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         """``settings``: non-secret values (a run record's, at teardown); the rest from env."""
@@ -291,11 +291,6 @@ class Provider(ABC):
 
     # -- stages --------------------------------------------------------------------------
 
-    def check_image_size(self, virtual_size: int, boot_mode: str) -> None:
-        """``UsageError`` when the image is larger than this target takes (pure: before the
-        restore, so that a too large image costs nothing)."""
-        check_size(self.name, self.disk_format, self.size_limits, virtual_size, boot_mode)
-
     def prepare(
         self, source: ImageSource, run: Run, progress: Progress | None = None
     ) -> PreparedImage:
@@ -319,6 +314,11 @@ class Provider(ABC):
     def choose_size(self, wanted: str | None, image: PreparedImage) -> tuple[NodeSize, str]:
         """The size to boot and why (see ``sizes.choose_size``)."""
         return choose_size(self.list_sizes(), wanted, image.instance_type)
+
+    def check_image_size(self, virtual_size: int, boot_mode: str) -> None:
+        """``UsageError`` when the image is larger than this target takes (pure: before the
+        restore, so that a too large image costs nothing)."""
+        check_size(self.name, self.disk_format, self.size_limits, virtual_size, boot_mode)
 
     @abstractmethod
     def create_nodes(self, image: NodeImage, request: NodeRequest, run: Run) -> list[Node]:

@@ -258,8 +258,9 @@ def os_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 openstack, rackspace = instant(OpenStackProvider), instant(RackspaceProvider)
 
 
-def _boot(os_env: Path, disk: Path, runs: RunStore) -> None:
-    boot(openstack(state_dir=os_env / "state"), FileImageSource(disk), BootOptions(), runs)
+def _boot(make: Any, state: Path, disk: Path, runs: RunStore, **options: Any) -> None:
+    """A boot of ``disk`` expected to fail (the tests of this file that call it say how)."""
+    boot(make(state_dir=state), FileImageSource(disk), BootOptions(**options), runs)
 
 
 def _api(call: Call) -> bool:
@@ -347,7 +348,12 @@ def test_quota_at_boot_tears_down_group_and_image(os_env: Path, test_disk: Path)
     with recorded() as cloud:
         _openstack(cloud, boot_reply=quota)
         with pytest.raises(ProviderError, match="quota") as info:
-            _boot(os_env, test_disk, runs)
+            boot(
+                openstack(state_dir=os_env / "state"),
+                FileImageSource(test_disk),
+                BootOptions(),
+                runs,
+            )
     assert "cores" in str(info.value) and "torn down" in str(info.value)
     assert [str(c) for c in cloud.calls if c.method == "DELETE"] == [
         "DELETE /v2.0/security-groups/sg-1",
@@ -360,7 +366,12 @@ def test_glance_killing_the_image_is_an_image_rejected_error(os_env: Path, test_
     with recorded() as cloud:
         _openstack(cloud, image_states=("saving", "killed"))
         with pytest.raises(ProviderError, match="Glance rejected image img-1"):
-            _boot(os_env, test_disk, runs)
+            boot(
+                openstack(state_dir=os_env / "state"),
+                FileImageSource(test_disk),
+                BootOptions(),
+                runs,
+            )
     assert [str(c) for c in cloud.calls if c.method == "DELETE"] == ["DELETE /v2/images/img-1"]
     assert runs.list() == []
 
@@ -652,7 +663,7 @@ def test_a_failed_import_quotes_the_import_task_and_removes_the_image(
         _refusing_direct_upload(cloud, states)
         cloud.route("GET", GLANCE + r"/v2/images/img-1/tasks$", Reply(200, {"tasks": [task]}))
         with pytest.raises(ProviderError) as info:
-            _boot(os_env, test_disk, runs)
+            _boot(openstack, os_env / "state", test_disk, runs)
     assert info.value.message.startswith(
         "Glance import of image img-1 to store ceph failed: Image format qcow2 with a backing "
         "file is not allowed"
@@ -671,7 +682,7 @@ def test_a_refused_upload_without_glance_direct_is_a_clear_error(
         only_web = {"import-methods": {"type": "array", "value": ["web-download"]}}
         cloud.route("GET", GLANCE + r"/v2/info/import$", Reply(200, only_web))
         with pytest.raises(ProviderError, match="refused the direct upload") as info:
-            _boot(os_env, test_disk, runs)
+            _boot(openstack, os_env / "state", test_disk, runs)
     assert info.value.hint == "the cloud's import methods: web-download"
     assert not cloud.find("PUT", "/stage")
 
@@ -909,12 +920,7 @@ def test_a_segment_stored_with_another_etag_is_an_error(rax_env: Path, test_disk
         _rackspace(cloud, Reply(200, {"id": "task-1", "status": "processing"}))
         cloud.route("PUT", RAX_FILES + r"/imagekit/", Reply(201, b"", {"ETag": "0" * 32}))
         with pytest.raises(ProviderError, match=r"with ETag 0+, not its MD5"):
-            boot(
-                instant(SmallObjects)(state_dir=rax_env / "state"),
-                FileImageSource(test_disk),
-                BootOptions(size="m1.small"),
-                runs,
-            )
+            _boot(instant(SmallObjects), rax_env / "state", test_disk, runs, size="m1.small")
     assert not [c for c in cloud.calls if c.query.get("multipart-manifest") == "put"]
     # The one segment sent is deleted again with the failed boot.
     assert [str(c) for c in cloud.calls if c.method == "DELETE"] == [
