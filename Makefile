@@ -10,11 +10,17 @@ TEST_DISK := $(BUILD)/test-disk/disk.raw
 # What the test disk, QEMU boots, emulators and benchmark peers need from Debian.
 SYSTEM_PACKAGES := qemu-utils qemu-system-x86 ipxe-qemu fdisk dosfstools mtools syslinux \
 	syslinux-common busybox-static dropbear-bin cpio \
-	mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf e2fsprogs dnsmasq-base iproute2
+	mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf e2fsprogs dnsmasq-base iproute2 \
+	libguestfs-tools python3-guestfs
 # Real Debian 12 guests, one per cloud's configuration (testbed/debian/build.py), for the twins.
 DEBIAN_IMAGES := $(BUILD)/debian/.built
+# libguestfs (the guest stage) builds its appliance from a kernel; hosts with none in /boot
+# (containers) get Debian's cloud kernel unpacked here (testbed/guestfs_kernel.py).
+GUESTFS_KERNEL := $(BUILD)/guestfs/kernel
+export IMAGEKIT_GUESTFS_KERNEL := $(if $(wildcard /boot/vmlinuz-*),,$(abspath $(GUESTFS_KERNEL)))
 
-.PHONY: all setup demo test test-fast lint format bench test-image debian-images clean distclean
+.PHONY: all setup demo test test-fast lint format bench test-image debian-images guestfs-kernel \
+	clean distclean
 
 all: test
 
@@ -49,7 +55,12 @@ $(AZURITE):
 	@command -v npm >/dev/null || scripts/ensure-system-packages nodejs npm
 	npm install --silent --no-audit --no-fund --prefix $(BUILD)/npm azurite@3
 
-test: $(VENV)/.installed $(TEST_DISK) $(AZURITE) $(DEBIAN_IMAGES)
+$(GUESTFS_KERNEL)/.ready: $(TEST_DISK) testbed/guestfs_kernel.py
+	$(BIN)/python testbed/guestfs_kernel.py --cache $(BUILD)/cache/test-disk --out $(GUESTFS_KERNEL)
+
+guestfs-kernel: $(if $(wildcard /boot/vmlinuz-*),,$(GUESTFS_KERNEL)/.ready)
+
+test: $(VENV)/.installed $(TEST_DISK) $(AZURITE) $(DEBIAN_IMAGES) guestfs-kernel
 	$(BIN)/python -m pytest -q
 
 # Pure-core tests only: no QEMU, no emulators.

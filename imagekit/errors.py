@@ -14,6 +14,8 @@ code raises them, translating lower libraries' exceptions at the boundary with `
     │   ├── WrongKey                   wrong passphrase or identity (exit 2)
     │   └── LockError                  another process holds a conflicting lock
     ├── ConvertError                   qemu-img failed or its output broke the target's rules
+    ├── GuestError                     a guest could not be inspected or adapted, or it
+    │                                  cannot come up on the target (blockers found)
     ├── ProviderError                  a target cloud / local QEMU refused or failed
     │   └── HealthError                a node did not become healthy by its deadline
     └── PlanError                      a plan file is invalid (exit 2) or a job failed
@@ -91,6 +93,10 @@ class ConvertError(ImagekitError):
     pass
 
 
+class GuestError(ImagekitError):
+    pass
+
+
 class ProviderError(ImagekitError):
     pass
 
@@ -111,6 +117,7 @@ __all__ = [
     "ConvertError",
     "ExitCode",
     "ExportError",
+    "GuestError",
     "HealthError",
     "ImagekitError",
     "InputError",

@@ -257,6 +257,8 @@ class Provider(ABC):
     # (tcp:22) answers on a guest that never got its key or user-data.
     default_checks: ClassVar[tuple[str, ...]] = ("ssh:true",)
     ssh_user: ClassVar[str] = "root"
+    #: Whether boots adapt the guest unless told otherwise (imagekit.guest; --no-adapt).
+    adapt_default: ClassVar[bool] = True
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         """``settings``: non-secret values (a run record's, at teardown); the rest from env."""
@@ -292,12 +294,21 @@ class Provider(ABC):
     # -- stages --------------------------------------------------------------------------
 
     def prepare(
-        self, source: ImageSource, run: Run, progress: Progress | None = None
+        self,
+        source: ImageSource,
+        run: Run,
+        progress: Progress | None = None,
+        *,
+        disk_format: str | None = None,
     ) -> PreparedImage:
-        """Restore and convert the image into ``<run dir>/image`` (removed with the run)."""
+        """Restore and convert the image into ``<run dir>/image`` (removed with the run).
+
+        ``disk_format``: another convert target than the provider's (the guest stage adapts a
+        writable working copy first when the provider's format is not one, e.g. GCE's tar).
+        """
         folder = run.dir / "image"
         folder.mkdir(exist_ok=True)
-        return source.materialise(folder, self.disk_format, progress)
+        return source.materialise(folder, disk_format or self.disk_format, progress)
 
     @abstractmethod
     def upload(self, image: PreparedImage, run: Run) -> UploadedImage:

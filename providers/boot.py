@@ -1,9 +1,11 @@
 """Boot and teardown of a run: the contract's stages in order, timed, undone on failure.
 
-``boot`` records the run first, then prepare → upload → register → create → health, each stage
-timed into the record. Any failure (a ``HealthError`` at the deadline, a refused call, Ctrl-C)
-tears down what the run created before the error reaches the caller; a clean teardown removes
-the run's folder, a partial one keeps the record for ``imagekit teardown RUN_ID``.
+``boot`` records the run first, then prepare → adapt → upload → register → create → health,
+each stage timed into the record. ``adapt`` is the guest stage (``providers.adapting``): on by
+default for clouds and twins, off for local QEMU unless asked (``BootOptions.adapt``,
+``--adapt``/``--no-adapt``). Any failure (a ``HealthError`` at the deadline, a refused call,
+Ctrl-C) tears down what the run created before the error reaches the caller; a clean teardown
+removes the run's folder, a partial one keeps the record for ``imagekit teardown RUN_ID``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from libcloud.compute.base import NodeSize
 
 from imagekit.errors import ImagekitError, ProviderError, UsageError
 from imagekit.progress import Progress
+from imagekit.providers.adapting import adapt_prepared, finish, guest_target, work_format
 from imagekit.providers.base import ImageSource, NodeRequest, Provider, TeardownReport
 from imagekit.providers.health import guest_ports, parse_check
 from imagekit.providers.registry import create_provider
@@ -27,7 +30,7 @@ from imagekit.providers.userdata import generate_keys, render_user_data
 # of a real distribution image takes about one.
 DEFAULT_HEALTH_TIMEOUT = 300.0
 DEFAULT_GUEST_PORTS = (22, 80)
-STAGES = ("prepare", "upload", "register", "create", "health")
+STAGES = ("prepare", "adapt", "upload", "register", "create", "health")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class BootOptions:
     role: str | None = None  # None: the image's ``role`` metadata, else "default"
     template: str | None = None  # a packaged user-data template instead of the role's
     variables: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
+    #: The guest stage (--adapt/--no-adapt); None: the provider's default (on for clouds and
+    #: twins, off for local QEMU, the fast bench).
+    adapt: bool | None = None
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -77,8 +83,15 @@ def boot(
         on_run(run)
     try:
         keys = generate_keys(run.ssh_dir, comment=f"imagekit-{run.run_id}")
+        target = guest_target(provider) if _adapting(provider, options) else None
         with run.stage("prepare"):
-            prepared = provider.prepare(source, run, progress)
+            fmt = work_format(provider) if target is not None else None
+            prepared = provider.prepare(source, run, progress, disk_format=fmt)
+        if target is not None:
+            with run.stage("adapt"):
+                prepared, _ = adapt_prepared(prepared, target, run)
+            with run.stage("prepare"):
+                prepared = finish(prepared, provider, run, progress)
         size, why = provider.choose_size(options.size, prepared)
         role = options.role or prepared.metadata.get("role")
         user_data = render_user_data(
@@ -142,11 +155,18 @@ def planned_boot(
         guest_ports=ports,
         name_prefix=run_id,
     )
+    target = guest_target(provider) if _adapting(provider, options) else None
+    adapting = [f"inspect the guest and adapt it for {target.name}"] if target else []
     return [
         f"restore {image} from the store and convert it to {provider.disk_format}",
+        *adapting,
         *provider.planned_calls(request, run_id),
         f"wait healthy within {options.timeout:g} s: {', '.join(map(str, checks))}",
     ]
+
+
+def _adapting(provider: Provider, options: BootOptions) -> bool:
+    return provider.adapt_default if options.adapt is None else options.adapt
 
 
 def _undo(provider: Provider, runs: RunStore, run: Run, exc: BaseException) -> None:

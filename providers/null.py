@@ -48,6 +48,7 @@ class NullProvider(Provider):
     description: ClassVar[str] = "creates nothing and records calls: for contract tests"
     disk_format: ClassVar[str] = "raw"
     default_checks: ClassVar[tuple[str, ...]] = ()
+    adapt_default: ClassVar[bool] = False  # it boots nothing
     settings_help: ClassVar[tuple[Setting, ...]] = (
         Setting("console", "serial console text of every node", required=False),
         Setting("endpoint", "HOST:PORT every guest port answers at", required=False),

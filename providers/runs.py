@@ -57,6 +57,8 @@ class RunRecord:
     health: tuple[Mapping[str, Any], ...] = ()
     notes: tuple[str, ...] = ()  # what the user should know: size chosen, host key not pinned
     error: str | None = None
+    #: The guest stage's findings and changes (imagekit.guest.adapt.GuestReport.record).
+    guest: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class RunRecord:
             "health": [dict(h) for h in self.health],
             "notes": list(self.notes),
             "error": self.error,
+            "guest": dict(self.guest),
         }
 
     @staticmethod
@@ -92,6 +95,7 @@ class RunRecord:
             health=tuple(dict(h) for h in doc.get("health") or ()),
             notes=tuple(str(n) for n in doc.get("notes") or ()),
             error=doc.get("error"),
+            guest=dict(doc.get("guest") or {}),
         )
 
 
@@ -135,13 +139,15 @@ class Run:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage; its seconds are recorded even when it fails."""
+        """Time a stage; its seconds are recorded even when it fails, and add up when a stage
+        is entered twice (a conversion after the guest stage is still preparing)."""
         started = time.monotonic()
         try:
             yield
         finally:
-            seconds = round(time.monotonic() - started, 3)  # as written, so records compare equal
-            self.update(stages={**self.record.stages, name: seconds})
+            seconds = time.monotonic() - started + self.record.stages.get(name, 0.0)
+            # Rounded as written, so records compare equal.
+            self.update(stages={**self.record.stages, name: round(seconds, 3)})
 
 
 class RunStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 BUILD = ROOT / "build"
+
+# libguestfs's appliance kernel where the host has none (`make test` exports the same).
+_KERNEL = BUILD / "guestfs" / "kernel"
+if not any(Path("/boot").glob("vmlinuz-*")) and (_KERNEL / ".ready").is_file():
+    os.environ.setdefault("IMAGEKIT_GUESTFS_KERNEL", str(_KERNEL))
 
 # The AWS emulator fixtures (moto corrected to the AWS contract): ``moto_server``, ``aws``.
 pytest_plugins = ["testbed.pytest_plugin"]

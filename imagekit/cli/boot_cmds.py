@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from imagekit.cli.app import cli
-from imagekit.cli.common import fingerprint_option, open_repository
+from imagekit.cli.common import adapt_option, fingerprint_option, open_repository
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import UsageError
 from imagekit.state import STATE_ENV
@@ -91,6 +91,7 @@ def _boot_text(result: dict[str, Any], record: RunRecord) -> str:
 @click.option(
     "--dry-run", is_flag=True, help="Print the calls a boot would make; make none, open nothing."
 )
+@adapt_option
 @_state_option
 @json_option
 def boot(
@@ -108,6 +109,7 @@ def boot(
     checks: tuple[str, ...],
     timeout: float,
     dry_run: bool,
+    adapt: bool | None,
     state_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -131,6 +133,7 @@ def boot(
         checks=checks,
         timeout=timeout,
         role=role,
+        adapt=adapt,
     )
     provider = create_provider(
         provider_name, state_dir=runs.root, settings=_settings(setting_pairs)

@@ -41,6 +41,17 @@ def fingerprint_option(f: F) -> F:
     )(f)
 
 
+def adapt_option(f: F) -> F:
+    return click.option(
+        "--adapt/--no-adapt",
+        "adapt",
+        default=None,
+        help="Adapt the restored copy of each guest for the target (cloud-init datasource, "
+        "MAC-pinned network, fstab, initramfs drivers…; docs/guests.md). Default: on for "
+        "clouds and twins, off for local.",
+    )(f)
+
+
 def preload(module: str) -> threading.Thread:
     """Start importing ``module`` on a background thread; the caller imports it again later.
 

@@ -13,14 +13,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imagekit.cli.app import cli
+from imagekit.cli.common import adapt_option
 from imagekit.cli.output import emit, json_option, note, progress_bar
 from imagekit.errors import PlanError, UsageError
 from imagekit.state import state_dir
+
+if TYPE_CHECKING:
+    from imagekit.plans.model import Plan
 
 _plan_option = click.option(
     "--plan",
@@ -96,6 +100,7 @@ def _stack_text(doc: dict[str, Any]) -> str:
 @click.option("--at", "at_text", help="Boot the newest images frozen at or before this time.")
 @click.option("--dry-run", is_flag=True, help="Print every action; boot and write nothing.")
 @click.option("--teardown", "end", is_flag=True, help="End the failover: delete all it booted.")
+@adapt_option
 @json_option
 def failover(
     plan_path: Path,
@@ -103,6 +108,7 @@ def failover(
     at_text: str | None,
     dry_run: bool,
     end: bool,
+    adapt: bool | None,
     as_json: bool,
 ) -> None:
     """Boot the plan's stack on TARGET from the off-AWS stores (no AWS calls), role by role.
@@ -115,7 +121,7 @@ def failover(
     from imagekit.plans.failover import planned_failover, teardown_stack
     from imagekit.plans.load import load_plan
 
-    plan = load_plan(plan_path)
+    plan = _with_adapt(load_plan(plan_path), target, adapt)
     plan_dir = plan_path.resolve().parent
     at = parse_at(at_text)
     if end:
@@ -153,9 +159,15 @@ def failover(
     help="Run TARGET's stack here on the twin of its cloud (gcp-twin, azure-twin, "
     "openstack-twin; needs root), reported as target TARGET-twin.",
 )
+@adapt_option
 @json_option
 def rehearse(
-    plan_path: Path, target: str, report_dir: Path | None, twin: bool, as_json: bool
+    plan_path: Path,
+    target: str,
+    report_dir: Path | None,
+    twin: bool,
+    adapt: bool | None,
+    as_json: bool,
 ) -> None:
     """Fail over into TARGET as a rehearsal, measure RTO by stage and RPO, always tear down.
 
@@ -165,7 +177,7 @@ def rehearse(
     from imagekit.plans.load import load_plan
     from imagekit.plans.rehearse import rehearse as run_rehearsal
 
-    plan = load_plan(plan_path)
+    plan = _with_adapt(load_plan(plan_path), target, adapt)
     with _sigterm_interrupts(), progress_bar() as bar:
         report = run_rehearsal(
             plan,
@@ -183,6 +195,14 @@ def rehearse(
             f"rehearsal of plan {plan.name} on {target} failed: {report['error']}",
             hint=f"see {report['report_html']}",
         )
+
+
+def _with_adapt(plan: Plan, target: str, adapt: bool | None) -> Plan:
+    """``plan`` with ``--adapt``/``--no-adapt`` applied to ``target`` (its twin inherits it)."""
+    if adapt is None or target not in plan.targets:
+        return plan  # an unknown target is reported by the job itself, with the plan's names
+    spec = plan.targets[target].model_copy(update={"adapt": adapt})
+    return plan.model_copy(update={"targets": {**plan.targets, target: spec}})
 
 
 __all__ = ["failover", "parse_at", "rehearse"]

@@ -45,6 +45,11 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _slot_row(x: dict[str, Any]) -> str:
+    legacy = "  (version 1: `store upgrade`)" if x["version"] == 1 else ""
+    return f"{x['access']:5} {x['type']:6} {x['recipient'] or '-'}  {x['name']}{legacy}"
+
+
 # -- key ------------------------------------------------------------------------------------
 
 
@@ -103,31 +108,68 @@ def key_add(
 def key_remove(
     store: str, recipient: str, identity_path: Path | None, fingerprint: str | None
 ) -> None:
-    """Remove a recipient's key slots (the data is not re-encrypted; see docs/format.md)."""
+    """Remove a recipient's key slots (the data is not re-encrypted; see docs/format.md).
+
+    Only slots written with the repository's keys count: planted ones are ignored with a
+    warning, and the last genuine read slot is never removed.
+    """
     with open_repository(store, identity_path, fingerprint) as repo:
         gone = repo.remove_recipient(recipient)
-    note(f"removed {len(gone)} key slot(s)")
+    note(f"removed {len(gone)} key slot(s): {', '.join(gone)}")
 
 
 @key.command("list")
 @click.argument("store")
+@click.option(
+    "--keyless", is_flag=True, help="List what the bucket claims, unchecked (needs no key)."
+)
+@identity_option
+@fingerprint_option
 @json_option
-def key_list(store: str, as_json: bool) -> None:
-    """List the key slots of STORE and the fingerprint its config declares (needs no key).
+def key_list(
+    store: str,
+    keyless: bool,
+    identity_path: Path | None,
+    fingerprint: str | None,
+    as_json: bool,
+) -> None:
+    """List the key slots of STORE written with its keys, and the keys' fingerprint.
 
-    The declared fingerprint is only a claim of the bucket's; what `store init` printed, or
-    `--fingerprint` when opening, is what decides which slots are used.
+    Slots that do not verify are left out with a warning naming each (anyone who can write the
+    bucket can add one); those this key cannot check are listed apart as unverified. With
+    --keyless, every slot and the fingerprint `config` declares, as claims of the bucket's.
     """
-    from imagekit.store.repository import declared_fingerprint, describe_slots
+    from imagekit.store.slots import describe
 
-    with open_backend(store) as backend:
-        result = {"fingerprint": declared_fingerprint(backend), "slots": describe_slots(backend)}
+    if keyless:
+        from imagekit.store.repository import declared_fingerprint, describe_slots
+
+        with open_backend(store) as backend:
+            result: dict[str, Any] = {
+                "verified": False,
+                "fingerprint": declared_fingerprint(backend),
+                "slots": describe_slots(backend),
+            }
+    else:
+        with open_repository(store, identity_path, fingerprint) as repo:
+            review = repo.review_slots()
+            result = {
+                "verified": True,
+                "fingerprint": repo.fingerprint,
+                "slots": [describe(n, s) for n, s in review.genuine],
+                "unverified": [describe(n, s) for n, s in review.unverified],
+                "ignored": review.planted,
+            }
 
     def human(r: dict[str, Any]) -> str:
-        lines = [
-            f"fingerprint {r['fingerprint'] or '(none declared: written before fingerprints)'}"
-        ]
-        lines += [f"{x['access']:5} {x['type']:6} {x['recipient'] or '-'}" for x in r["slots"]]
+        if not r["verified"]:
+            declared = r["fingerprint"] or "(none declared: written before fingerprints)"
+            lines = [f"fingerprint {declared} (declared by config, unverified)"]
+            return "\n".join(lines + [_slot_row(x) for x in r["slots"]])
+        lines = [f"fingerprint {r['fingerprint']}"] + [_slot_row(x) for x in r["slots"]]
+        if r["unverified"]:
+            lines.append("unverified (this key cannot check them; not counted):")
+            lines += [f"  {_slot_row(x)}" for x in r["unverified"]]
         return "\n".join(lines)
 
     emit(result, as_json, human)
@@ -299,6 +341,58 @@ def store_unlock(
     with open_repository(store_url, identity_path, fingerprint) as repo:
         what = remove_lock(repo.backend, repo.meta, lock_name)
     note(f"removed {what}")
+
+
+@store.command("upgrade")
+@click.argument("store_url", metavar="STORE")
+@click.option(
+    "--recipient",
+    "readers",
+    multiple=True,
+    help="Vouch that this recipient's old slot is a reader of yours (repeatable).",
+)
+@click.option(
+    "--writer",
+    "writers",
+    multiple=True,
+    help="Vouch that this recipient's old slot is a writer of yours (repeatable).",
+)
+@identity_option
+@fingerprint_option
+@json_option
+def store_upgrade(
+    store_url: str,
+    readers: tuple[str, ...],
+    writers: tuple[str, ...],
+    identity_path: Path | None,
+    fingerprint: str | None,
+    as_json: bool,
+) -> None:
+    """Give key slots written before slot MACs their MAC (crash-safe; rerun to finish).
+
+    The slot this key opens is rewritten in place. A slot sealed to someone else cannot be
+    checked: vouch for its recipient with --recipient/--writer (a new slot of this repository's
+    keys replaces it), or let its holder run this command. The rest is left, unverified.
+    """
+    from imagekit.store.upgrade import upgrade_slots
+
+    with open_repository(store_url, identity_path, fingerprint) as repo:
+        report = upgrade_slots(repo, readers=readers, writers=writers)
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [
+            f"upgraded {len(r['upgraded'])} key slot(s) in place, replaced "
+            f"{len(r['removed'])} with {len(r['added'])} new one(s)"
+        ]
+        if r["left"]:
+            lines.append(
+                f"{len(r['left'])} old slot(s) left unverified (vouch with --recipient/--writer "
+                "if they are yours, or let their holders run `imagekit store upgrade`):"
+            )
+            lines += [f"  {_slot_row(x)}" for x in r["left"]]
+        return "\n".join(lines)
+
+    emit(report.as_dict(), as_json, human)
 
 
 @store.command("copy")

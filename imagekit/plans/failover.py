@@ -36,7 +36,7 @@ from imagekit.progress import Progress
 from imagekit.providers.base import Provider
 from imagekit.providers.boot import BootOptions, boot, planned_boot, teardown
 from imagekit.providers.registry import create_provider
-from imagekit.providers.runs import Run, RunStore
+from imagekit.providers.runs import Run, RunRecord, RunStore
 from imagekit.providers.sources import StoredImageSource
 from imagekit.state import state_dir as default_state_dir
 from imagekit.store.backends.credentials import CREDENTIALS_FILE_VAR
@@ -50,7 +50,7 @@ FAILOVER_FOLDER = "failover"
 #: The stages of a role's recovery, in order, as the rehearsal report names them. The boot's own
 #: stages map onto them: prepare → fetch + decrypt + convert, register → import,
 #: create → boot, health → healthy.
-STAGES = ("fetch", "decrypt", "convert", "upload", "import", "boot", "healthy")
+STAGES = ("fetch", "decrypt", "convert", "adapt", "upload", "import", "boot", "healthy")
 
 Say = Callable[[str], None]
 ProviderFactory = Callable[..., Provider]
@@ -227,7 +227,9 @@ def target_provider(
     return provider
 
 
-def boot_options(plan: Plan, role: str, spec: StackRole, plan_dir: Path | None) -> BootOptions:
+def boot_options(
+    plan: Plan, role: str, spec: StackRole, plan_dir: Path | None, adapt: bool | None = None
+) -> BootOptions:
     source = spec.image or role
     template = spec.user_data.template
     user_data = None
@@ -243,6 +245,7 @@ def boot_options(plan: Plan, role: str, spec: StackRole, plan_dir: Path | None) 
         role=role,
         template=None if spec.user_data.is_path else template,
         variables=dict(spec.user_data.variables),
+        adapt=adapt,
     )
 
 
@@ -309,6 +312,7 @@ def role_stages(run_stages: Mapping[str, float], clock: Stopwatch) -> dict[str, 
     split["convert"] += max(0.0, prepare - sum(split.values()))
     stages = {
         **split,
+        "adapt": run_stages.get("adapt", 0.0),
         "upload": run_stages.get("upload", 0.0),
         "import": run_stages.get("register", 0.0),
         "boot": run_stages.get("create", 0.0),
@@ -462,7 +466,7 @@ def _boot_role(
     choice = opened.choices[role]
     clock = Stopwatch()
     source = StoredImageSource(opened.repo, choice.image, clock)
-    options = boot_options(plan, role, spec, plan_dir)
+    options = boot_options(plan, role, spec, plan_dir, plan.targets[target].adapt)
     say(f"{role}: booting image {choice.image.id[:12]} ({choice.image_name}) on {provider.name}")
     journal.set_role(role, status="booting")
     started: list[Run] = []
@@ -483,6 +487,7 @@ def _boot_role(
             error=str(exc).splitlines()[0],
             # How far it got, and how long each stage took: a report shows where it stalled.
             stages=role_stages(started[0].record.stages, clock) if started else {},
+            adapted=_adapted(started[0].record) if started else [],
         )
         raise PlanError(
             f"role {role} did not come up on {target}: {exc}",
@@ -501,8 +506,14 @@ def _boot_role(
         endpoints=_endpoints(record.nodes),
         stages=stages,
         notes=list(record.notes),
+        adapted=_adapted(record),
         error=None,
     )
+
+
+def _adapted(record: RunRecord) -> list[str]:
+    """The guest stage's changes to the role's working copy, as the report lists them."""
+    return [str(a.get("change")) for a in record.guest.get("applied") or ()]
 
 
 def failover(
@@ -586,7 +597,7 @@ def planned_failover(
                     continue
                 choice = opened.choices[role]
                 spec = plan.targets[target].stack[role]
-                options = boot_options(plan, role, spec, plan_dir)
+                options = boot_options(plan, role, spec, plan_dir, plan.targets[target].adapt)
                 verified_note = choice.verified or "not verified by run-export"
                 actions.append(
                     f"wave {number}, {role}: image {choice.image.id[:12]} ({choice.image_name}, "

@@ -363,6 +363,9 @@ class TargetSpec(_Strict):
     ]
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)  # not secret
     credentials: TargetCredentials = TargetCredentials()
+    #: The guest stage (imagekit.guest): adapt each role's restored copy for this target.
+    #: None: the provider's default (on for clouds and twins, off for local).
+    adapt: bool | None = None
     stack: dict[Name, StackRole] = Field(min_length=1)
 
 

@@ -15,6 +15,7 @@ STAGE_COLOURS = {
     "fetch": "#4e79a7",
     "decrypt": "#59a14f",
     "convert": "#f28e2b",
+    "adapt": "#9c755f",
     "upload": "#76b7b2",
     "import": "#edc948",
     "boot": "#b07aa1",
@@ -149,6 +150,11 @@ def render(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = ())
         f"<td>{'yes' if r.get('healthy') else 'no'}</td></tr>"
         for r in report.get("roles", [])
     )
+    adapted = "".join(
+        f"<li>{_esc(r.get('role'))}: {_esc(change)}</li>"
+        for r in report.get("roles", [])
+        for change in r.get("adapted") or ()
+    )
     error = report.get("error")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -171,6 +177,8 @@ td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; font-s
 <h2>Roles</h2>
 <table><tr><th>role</th><th>image</th><th>data frozen</th><th>RPO</th><th>endpoints</th>
 <th>healthy</th></tr>{rows}</table>
+<h2>Guest adaptation</h2>
+{f"<ul>{adapted}</ul>" if adapted else "<p>No changes to the guests.</p>"}
 <h2>Trend across rehearsals</h2>
 {trend_svg([*history, report])}
 <p>Torn down: {"yes" if report.get("torn_down") else "no"}.</p>

@@ -282,8 +282,9 @@ def _run(
                 verified.keep_only(repo_id, [i.id for i in images])  # pruned ones leave
                 try:
                     _verify_store(plan, report, verified, spec.name, repo, images, verify_all, rng)
-                except ImagekitError:
-                    # Proof over hope: a store that failed verification has no verified image.
+                except Exception:
+                    # Proof over hope: a store that failed verification has no verified image,
+                    # nor one whose verification crashed (the step guard records the bug).
                     verified.keep_only(repo_id, [])
                     raise
             if images is None:

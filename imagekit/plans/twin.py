@@ -42,6 +42,7 @@ def twin_spec(name: str, spec: TargetSpec) -> TargetSpec:
             "provider": provider,
             "settings": {**carried, **settings},
             "credentials": TargetCredentials(),
+            "adapt": spec.adapt,
             "stack": stack,
         }
     )

@@ -33,6 +33,12 @@ LOCKS_PREFIX: Final = "locks/"
 
 # Version and type bytes.
 MASTER_KEY_VERSION: Final = 0x01
+#: Key slot documents: 2 carries a MAC (``docs/format.md`` § Slot MAC); 1 (no MAC, written before
+#: slot MACs) is still read, and trusted only where its keys open to the expected fingerprint.
+SLOT_VERSION: Final = 2
+SLOT_VERSION_LEGACY: Final = 1
+SLOT_TYPE_X25519: Final = 0x01
+SLOT_TYPE_SCRYPT: Final = 0x02
 META_VERSION: Final = 0x01
 KIND_INDEX: Final = b"I"
 KIND_MANIFEST: Final = b"M"
@@ -51,6 +57,8 @@ NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
 SEALED_DATA_KEY_SIZE: Final = 32 + KEY_SIZE + TAG_SIZE  # ephemeral public key, key, tag
 ENTRY_SIZE: Final = ID_SIZE + 4 + 4 + 4
+SLOT_ID_SIZE: Final = 16  # keys/<slot id>: random, so two grants never collide
+SLOT_MAC_SIZE: Final = 32
 
 # Labels (HKDF info strings and AAD prefixes).
 INFO_CHUNK_ID: Final = b"imagekit/v1/chunk-id"
@@ -59,6 +67,9 @@ INFO_SEAL: Final = b"imagekit/v1/seal"
 INFO_FINGERPRINT: Final = b"imagekit/v1/fingerprint"
 AAD_META: Final = b"imagekit/v1/meta"
 AAD_SLOT: Final = b"imagekit/v1/key-slot"
+INFO_SLOT_MAC_WRITE: Final = b"imagekit/v1/slot-mac/write"
+INFO_SLOT_MAC_READ: Final = b"imagekit/v1/slot-mac/read"
+LABEL_SLOT_MAC: Final = b"imagekit/v1/slot-mac"
 AAD_IDENTITY: Final = b"imagekit/v1/identity"
 
 #: scrypt cost: 2^15 x 8 x 128 B = 32 MiB and ~0.1 s, the usual interactive setting.

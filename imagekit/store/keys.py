@@ -7,9 +7,11 @@ only the read *public* key, so everything it seals is readable by readers and no
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import blake3
@@ -34,18 +36,27 @@ from imagekit.store.format import (
     FINGERPRINT_PREFIX,
     FINGERPRINT_SIZE,
     INFO_FINGERPRINT,
+    INFO_SLOT_MAC_READ,
+    INFO_SLOT_MAC_WRITE,
     KEY_SIZE,
+    LABEL_SLOT_MAC,
     MASTER_KEY_VERSION,
     NONCE_SIZE,
     REPOSITORY_ID_SIZE,
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
+    SLOT_ID_SIZE,
+    SLOT_MAC_SIZE,
+    SLOT_TYPE_SCRYPT,
+    SLOT_TYPE_X25519,
+    SLOT_VERSION,
+    SLOT_VERSION_LEGACY,
 )
 
 Access = Literal["read", "write"]
 _ACCESS_BYTE: dict[str, int] = {"read": ACCESS_READ, "write": ACCESS_WRITE}
-SLOT_VERSION = 1
+_TYPE_BYTE: dict[str, int] = {"x25519": SLOT_TYPE_X25519, "scrypt": SLOT_TYPE_SCRYPT}
 
 
 @dataclass(frozen=True)
@@ -152,10 +163,16 @@ class KeySlot:
     sealed: bytes
     recipient: str | None = None
     scrypt: tuple[int, int, int, bytes] | None = None  # n, r, p, salt
+    #: The slot MAC (``slot_mac``); None: a slot as written before slot MACs (version 1).
+    mac: bytes | None = None
+
+    @property
+    def version(self) -> int:
+        return SLOT_VERSION if self.mac is not None else SLOT_VERSION_LEGACY
 
     def encode(self) -> bytes:
         doc: dict[str, Any] = {
-            "version": SLOT_VERSION,
+            "version": self.version,
             "repository": self.repository,
             "type": self.type,
             "access": self.access,
@@ -166,15 +183,18 @@ class KeySlot:
         if self.scrypt is not None:
             n, r, p, salt = self.scrypt
             doc["scrypt"] = {"n": n, "r": r, "p": p, "salt": base64.b64encode(salt).decode()}
+        if self.mac is not None:
+            doc["mac"] = base64.b64encode(self.mac).decode("ascii")
         return (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
 
     @staticmethod
     def decode(data: bytes) -> KeySlot:
-        """``ValueError`` when the slot is not a well-formed version-1 key slot."""
+        """``ValueError`` when the slot is not a well-formed key slot of version 2 (or 1)."""
         try:
             doc = json.loads(data.decode("utf-8"))
-            if doc["version"] != SLOT_VERSION:
-                raise ValueError(f"unknown key slot version {doc['version']!r}")
+            version = doc["version"]
+            if version not in (SLOT_VERSION, SLOT_VERSION_LEGACY) or isinstance(version, bool):
+                raise ValueError(f"unknown key slot version {version!r}")
             if doc["type"] not in ("x25519", "scrypt") or doc["access"] not in _ACCESS_BYTE:
                 raise ValueError("unknown key slot type or access")
             scrypt = None
@@ -182,6 +202,11 @@ class KeySlot:
                 s = doc["scrypt"]
                 scrypt = (int(s["n"]), int(s["r"]), int(s["p"]), base64.b64decode(s["salt"]))
                 check_scrypt_params(*scrypt[:3])
+            mac = None
+            if version == SLOT_VERSION:
+                mac = base64.b64decode(doc["mac"], validate=True)
+                if len(mac) != SLOT_MAC_SIZE:
+                    raise ValueError("slot MAC has the wrong length")
             return KeySlot(
                 type=doc["type"],
                 access=doc["access"],
@@ -189,9 +214,74 @@ class KeySlot:
                 sealed=base64.b64decode(doc["sealed"]),
                 recipient=doc.get("recipient"),
                 scrypt=scrypt,
+                mac=mac,
             )
         except (KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ValueError(f"malformed key slot: {exc}") from exc
+
+
+def _slot_mac_key(key: MasterKey, access: Access) -> bytes:
+    """A write slot's MAC key comes from W, a read slot's from W and the read private key.
+
+    So a writer (it holds W) can make and check write slots, as it may grant write access; a
+    read slot only a reader can make: a compromised export host cannot plant one that counts.
+    """
+    if access == "write":
+        return hkdf(key.write_key, key.repository_id, INFO_SLOT_MAC_WRITE)
+    if key.read_private is None:
+        raise ValueError("a read slot's MAC needs the read key")
+    ikm = key.write_key + key.read_private.private_bytes_raw()
+    return hkdf(ikm, key.repository_id, INFO_SLOT_MAC_READ)
+
+
+def slot_mac(key: MasterKey, slot_id: bytes, slot: KeySlot) -> bytes:
+    """The MAC binding every field of a slot, and its object name, to the repository's keys.
+
+    ``ValueError`` when ``key`` cannot make it (a read slot and a write-only key) or the slot's
+    fields do not fit the layout of ``docs/format.md`` § Slot MAC.
+    """
+    if len(slot_id) != SLOT_ID_SIZE:
+        raise ValueError("a slot id is 16 bytes")
+    if slot.type == "x25519":
+        if slot.recipient is None:
+            raise ValueError("an x25519 slot names its recipient")
+        params = decode_recipient(slot.recipient)
+    else:
+        if slot.scrypt is None:
+            raise ValueError("a scrypt slot carries its parameters")
+        n, r, p, salt = slot.scrypt
+        if len(salt) > 255:
+            raise ValueError("scrypt salt longer than 255 bytes")
+        params = struct.pack("<IIIB", n, r, p, len(salt)) + salt
+    message = (
+        LABEL_SLOT_MAC
+        + bytes.fromhex(slot.repository)
+        + slot_id
+        + bytes([_ACCESS_BYTE[slot.access], _TYPE_BYTE[slot.type]])
+        + params
+        + struct.pack("<I", len(slot.sealed))
+        + slot.sealed
+    )
+    return blake3.blake3(message, key=_slot_mac_key(key, slot.access)).digest()
+
+
+def sign_slot(key: MasterKey, slot_id: bytes, slot: KeySlot) -> KeySlot:
+    """``slot`` with its MAC for the object ``keys/<slot id hex>`` (version 2)."""
+    return replace(slot, mac=slot_mac(key, slot_id, slot))
+
+
+def slot_mac_ok(key: MasterKey, slot_id: bytes, slot: KeySlot) -> bool:
+    """Whether ``slot`` (version 2) was written under ``key`` as ``keys/<slot id hex>``;
+    ``ValueError`` when ``key`` cannot tell (a read slot and a write-only key)."""
+    if slot.mac is None:
+        return False
+    if slot.access == "read" and key.read_private is None:
+        raise ValueError("a read slot's MAC needs the read key")
+    try:
+        expected = slot_mac(key, slot_id, slot)
+    except ValueError:
+        return False  # fields a genuine slot never has (no recipient, a huge salt)
+    return hmac.compare_digest(expected, slot.mac)
 
 
 def recipient_slot(key: MasterKey, recipient: str, access: Access) -> KeySlot:
@@ -260,4 +350,7 @@ __all__ = [
     "open_with_passphrase",
     "passphrase_slot",
     "recipient_slot",
+    "sign_slot",
+    "slot_mac",
+    "slot_mac_ok",
 ]

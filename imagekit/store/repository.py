@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from imagekit.store.format import (
     REPOSITORY_FORMAT,
     REPOSITORY_ID_SIZE,
     REPOSITORY_VERSION,
+    SLOT_ID_SIZE,
 )
 from imagekit.store.identity import Identity
 from imagekit.store.index import Index, Location, PackRecord, decode_index, encode_index
@@ -42,12 +43,20 @@ from imagekit.store.keys import (
     normalize_fingerprint,
     passphrase_slot,
     recipient_slot,
+    sign_slot,
 )
 from imagekit.store.locks import RepositoryLock
 from imagekit.store.manifest import ImageManifest, StoredImage, decode_manifest, encode_manifest
 from imagekit.store.memory import PageBuffers
 from imagekit.store.pack import header_length, join_into, object_id, pack_name, read_pack_header
-from imagekit.store.slots import describe_slots, expected_fingerprint, open_slots, read_slots
+from imagekit.store.slots import (
+    SlotReview,
+    describe_slots,
+    expected_fingerprint,
+    open_slots,
+    read_slots,
+    review_slots,
+)
 from imagekit.store.trust import KnownStores
 
 log = logging.getLogger(__name__)
@@ -106,10 +115,22 @@ class Config:
 class Repository:
     """An opened repository. Thread-safe for reads and writes of distinct objects."""
 
-    def __init__(self, backend: Backend, config: Config, key: MasterKey):
+    def __init__(
+        self,
+        backend: Backend,
+        config: Config,
+        key: MasterKey,
+        *,
+        opened: Mapping[str, KeySlot] | None = None,
+        foreign: Collection[str] = (),
+    ):
         self.backend = backend
         self.config = config
         self.key = key
+        #: Slots this client opened and found matching the fingerprint (as it read them), and
+        #: those it opened to other keys: what ``review_slots`` knows beyond the slot MACs.
+        self.opened_slots: Mapping[str, KeySlot] = dict(opened or {})
+        self.foreign_slots = frozenset(foreign)
         chunk_id_key, metadata_key = key.keys()
         self.chunk_id_key = chunk_id_key
         self.meta = MetaCipher(metadata_key)
@@ -141,7 +162,7 @@ class Repository:
             slots.append(passphrase_slot(key, passphrase, "read"))
         # Key slots before config: a config without a slot would be a repository nobody opens.
         for slot in slots:
-            backend.write(f"{KEYS_PREFIX}{os.urandom(16).hex()}", slot.encode())
+            _write_slot(backend, key, slot)
         backend.write(CONFIG, config.encode())
         return cls(backend, config, key)
 
@@ -176,20 +197,24 @@ class Repository:
             what = "identity" if identity is not None else "passphrase"
             hint = None
             if foreign:
-                hint = f"{len(foreign)} slot(s) opened with keys of another fingerprint: {foreign}"
+                hint = (
+                    f"{len(foreign)} slot(s) opened but were not written with this "
+                    f"repository's keys: {foreign}"
+                )
             raise WrongKey(f"{backend.url}: no key slot opens with this {what}", hint=hint)
-        prints = {key.fingerprint for _, key in opened}
+        prints = {key.fingerprint for _, _, key in opened}
         if len(prints) > 1:
-            names = ", ".join(f"{n} ({k.fingerprint})" for n, k in opened)
+            names = ", ".join(f"{n} ({k.fingerprint})" for n, _, k in opened)
             raise IntegrityError(
                 f"{backend.url}: key slots open to different keys: {names}",
                 hint="some were planted; pin the fingerprint `imagekit store init` printed "
                 "(plan store `fingerprint:`, or --fingerprint)",
             )
-        best = max((key for _, key in opened), key=lambda k: k.access == "read")
+        best = max((key for _, _, key in opened), key=lambda k: k.access == "read")
         if fingerprint is None and known is not None and source != "recorded":
             known.record(backend.url, best.fingerprint)
-        return cls(backend, config, best)
+        slots = {name: slot for name, slot, _ in opened}
+        return cls(backend, config, best, opened=slots, foreign=foreign)
 
     @property
     def fingerprint(self) -> str:
@@ -464,9 +489,18 @@ class Repository:
     # -- keys and locks ---------------------------------------------------------------------
 
     def add_slot(self, slot: KeySlot) -> str:
-        name = f"{KEYS_PREFIX}{os.urandom(16).hex()}"
-        self.backend.write(name, slot.encode())
-        return name
+        """Write ``slot`` under a new name, with its MAC (``docs/format.md`` § Slot MAC)."""
+        return _write_slot(self.backend, self.key, slot)
+
+    def review_slots(self) -> SlotReview:
+        """Every slot, judged genuine, unverified or planted with this repository's keys."""
+        return review_slots(
+            self.backend,
+            self.config.id.hex(),
+            self.key,
+            self.opened_slots,
+            self.foreign_slots,
+        )
 
     def add_recipient(self, recipient: str, access: Access) -> str:
         if access == "read" and self.key.read_private is None:
@@ -479,17 +513,32 @@ class Repository:
         return self.add_slot(passphrase_slot(self.key, passphrase, access))
 
     def remove_recipient(self, recipient: str) -> list[str]:
-        """Delete the slots of ``recipient``; refuse to remove the last read slot."""
-        slots = read_slots(self.backend)
-        gone = [name for name, s in slots if s.recipient == recipient]
+        """Delete the slots of ``recipient``: the genuine ones and those written before slot
+        MACs (removing a slot grants nothing); planted ones are ignored, never counted.
+
+        Refuses to remove the last genuine read slot (nobody could read the data again). A
+        write-only key removes only write slots: it can neither grant nor judge read access.
+        """
+        review = self.review_slots()
+        gone = [(n, s) for n, s in review.genuine + review.unverified if s.recipient == recipient]
+        if self.key.read_private is None:
+            # It cannot judge read slots either: a planted one must not block removing a writer.
+            reads = [n for n, s in gone if s.access == "read"]
+            gone = [(n, s) for n, s in gone if s.access == "write"]
+            if reads and not gone:
+                raise WrongKey(f"{self.url}: a write-only key cannot remove read access")
         if not gone:
             raise ObjectNotFound(f"{self.url}: no key slot for recipient {recipient}")
-        readers_left = [n for n, s in slots if s.access == "read" and n not in gone]
-        if not readers_left:
-            raise UsageError(f"{self.url}: refusing to remove the last key slot with read access")
-        for name in gone:
+        names = {n for n, _ in gone}
+        readers_left = [n for n in review.readers() if n not in names]
+        if any(s.access == "read" for _, s in gone) and not readers_left:
+            raise UsageError(
+                f"{self.url}: refusing to remove the last genuine key slot with read access",
+                hint="add another reader first (`imagekit key add`)",
+            )
+        for name, _ in gone:
             self.backend.delete(name)
-        return gone
+        return sorted(names)
 
     @contextmanager
     def lock(self, *, exclusive: bool = False) -> Iterator[RepositoryLock]:
@@ -500,6 +549,13 @@ class Repository:
 def _is_object_id(text: str) -> bool:
     """64 lowercase hex digits: the name of a content-addressed object."""
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _write_slot(backend: Backend, key: MasterKey, slot: KeySlot) -> str:
+    sid = os.urandom(SLOT_ID_SIZE)
+    name = f"{KEYS_PREFIX}{sid.hex()}"
+    backend.write(name, sign_slot(key, sid, slot).encode())
+    return name
 
 
 def _slot_for(key: MasterKey, recipient: str, access: Access) -> KeySlot:

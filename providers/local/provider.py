@@ -37,6 +37,9 @@ class LocalProvider(Provider):
     description: ClassVar[str] = "QEMU on this machine (rehearsals, tests); ports on 127.0.0.1"
     # qcow2: QEMU's own format, so a rehearsal exercises a real conversion cheaply.
     disk_format: ClassVar[str] = "qcow2"
+    # The fast bench (demo, rehearsals of test disks): a boot adapts its guest when asked
+    # (--adapt); the twins, which stand for clouds, adapt by default.
+    adapt_default: ClassVar[bool] = False
     settings_help: ClassVar[tuple[Setting, ...]] = (
         Setting(
             "accel",

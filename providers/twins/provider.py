@@ -35,6 +35,7 @@ _ACCEL = Setting(
 
 class TwinProvider(LocalProvider):
     cloud: ClassVar[Cloud]
+    adapt_default: ClassVar[bool] = True  # a twin stands for its cloud: adapt as for it
     driver: TwinNodeDriver
     choices: ClassVar[Mapping[str, tuple[str, ...]]] = {}  # setting -> allowed values
 

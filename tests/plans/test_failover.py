@@ -252,7 +252,7 @@ def test_rehearsal_with_a_failing_role_tears_everything_down_and_reports(
     assert report["healthy"] is False
     assert report["objectives"]["rto_met"] is False  # fast, but it never recovered
     assert [s["name"] for s in report["stages"]] == [
-        "fetch", "decrypt", "convert", "upload", "import", "boot", "healthy",
+        "fetch", "decrypt", "convert", "adapt", "upload", "import", "boot", "healthy",
     ]  # fmt: skip
     assert "NOT healthy" in (reports / "report.html").read_text()
 

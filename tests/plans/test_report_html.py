@@ -7,7 +7,7 @@ from typing import Any
 
 from imagekit.plans.report_html import render
 
-STAGES = ["fetch", "decrypt", "convert", "upload", "import", "boot", "healthy"]
+STAGES = ["fetch", "decrypt", "convert", "adapt", "upload", "import", "boot", "healthy"]
 
 
 def report(rto: float, healthy: bool = True, role: str = "web") -> dict[str, Any]:

@@ -187,6 +187,34 @@ def test_corrupt_store_fails_verification(
     assert all(r["verified"] == "all" for r in main_rows)
 
 
+def test_a_verification_that_crashes_proves_nothing(
+    bench: MotoAWS,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed(bench, "web", disk(10, 1))
+    seed(bench, "worker", disk(11, 1))
+    plan = write_plan(tmp_path)
+    assert cli(capsys, "run-export", "--plan", str(plan), "--verify-all")[0] == 0
+    from imagekit.plans import run_export
+
+    real = run_export.verify
+
+    def crashing(repo: Repository, **options: Any) -> Any:
+        if repo.url.endswith("far"):
+            raise RuntimeError("a bug in verify")
+        return real(repo, **options)
+
+    monkeypatch.setattr(run_export, "verify", crashing)
+    code, report, err = cli(capsys, "run-export", "--plan", str(plan), "--verify-all")
+    assert code == 1 and "unexpected RuntimeError" in err
+    # The images verified by the first run are no longer counted as verified there.
+    far = [r for r in report["status"]["roles"] if r["store"] == "far"]
+    assert far and all(r["verified"] is None and not r["ok"] for r in far)
+    assert all(r["verified"] == "all" for r in report["status"]["roles"] if r["store"] == "main")
+
+
 def test_lock_prevents_overlap_and_stale_lock_is_taken(
     bench: MotoAWS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

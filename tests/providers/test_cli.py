@@ -61,7 +61,8 @@ def test_boot_dry_run_lists_calls_and_touches_nothing(
     assert main(args) == 0
     calls = json.loads(capsys.readouterr().out)["calls"]
     assert calls[0].startswith("restore web")
-    assert "storage.googleapis.com/b1/" in calls[1]
+    assert calls[1] == "inspect the guest and adapt it for gcp"  # on by default for clouds
+    assert "storage.googleapis.com/b1/" in calls[2]
     assert [c for c in calls if "/instances" in c and "e2-small" in c][1:]  # one per node
     assert calls[-1].startswith("wait healthy")
     assert not missing_store.exists() and not (tmp_path / "state" / "runs").exists()

@@ -21,7 +21,7 @@ from tests.providers.conftest import ProviderCase
 
 def _boot(case: ProviderCase, state: Path, disk: Path, **options: object):  # type: ignore[no-untyped-def]
     provider = case.provider(state)
-    opts = BootOptions(checks=case.passing_checks, timeout=10, **options)  # type: ignore[arg-type]
+    opts = BootOptions(checks=case.passing_checks, timeout=10, adapt=False, **options)  # type: ignore[arg-type]
     return provider, boot(provider, FileImageSource(disk), opts, RunStore(state))
 
 
@@ -30,7 +30,7 @@ def test_boot_records_everything_and_teardown_from_a_fresh_instance_removes_it(
 ) -> None:
     provider, record = _boot(case, tmp_path, small_disk, count=2)
     assert record.status == "healthy"
-    assert set(record.stages) == set(STAGES)
+    assert set(record.stages) == set(STAGES) - {"adapt"}  # booted with adapt=False
     assert all(seconds >= 0 for seconds in record.stages.values())
     assert [n.name for n in record.nodes] == [f"{record.run_id}-1", f"{record.run_id}-2"]
     assert {r.kind for r in record.resources} >= {"image", "node"}
@@ -84,7 +84,7 @@ def test_a_failure_in_any_stage_tears_down_what_exists(
         boot(
             provider,
             FileImageSource(small_disk),
-            BootOptions(count=2, checks=case.passing_checks, timeout=10),
+            BootOptions(count=2, checks=case.passing_checks, timeout=10, adapt=False),
             runs,
             on_run=created.append,
         )
@@ -104,7 +104,7 @@ def test_never_healthy_fails_by_its_deadline_with_the_console_tail(
         boot(
             provider,
             FileImageSource(small_disk),
-            BootOptions(checks=case.failing_checks, timeout=1.0),
+            BootOptions(checks=case.failing_checks, timeout=1.0, adapt=False),
             RunStore(tmp_path),
             on_run=created.append,
         )

@@ -10,12 +10,13 @@ not a parse error.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from imagekit.store.crypto import MetaCipher, public_bytes
 from imagekit.store.format import KEYS_PREFIX
-from imagekit.store.keys import KeySlot, MasterKey, passphrase_slot, recipient_slot
+from imagekit.store.keys import KeySlot, MasterKey, passphrase_slot, recipient_slot, sign_slot
 from imagekit.store.pack import object_id
 from imagekit.store.repository import read_config, read_slots
 from tests.store.helpers import MemoryBackend
@@ -34,17 +35,36 @@ class BucketAttacker:
         """What any bucket reader learns: the recipients the key slots name."""
         return [s.recipient for _, s in read_slots(self.backend) if s.recipient]
 
-    def plant(self, slot: KeySlot) -> str:
-        name = f"{KEYS_PREFIX}{os.urandom(16).hex()}"
-        self.backend.write(name, slot.encode())
+    def plant(self, slot: KeySlot, *, legacy: bool = False) -> str:
+        """``slot`` under a fresh slot name, with a MAC made with the attacker's own keys (a
+        slot consistent in itself), or as a version-1 slot without MAC (``legacy``)."""
+        sid = os.urandom(16)
+        name = f"{KEYS_PREFIX}{sid.hex()}"
+        planted = replace(slot, mac=None) if legacy else sign_slot(self.key, sid, slot)
+        self.backend.write(name, planted.encode())
         return name
 
-    def plant_read_slot(self, recipient: str) -> str:
+    def plant_read_slot(self, recipient: str, *, legacy: bool = False) -> str:
         """A read slot sealed to a victim's recipient, holding the attacker's keys."""
-        return self.plant(recipient_slot(self.key, recipient, "read"))
+        return self.plant(recipient_slot(self.key, recipient, "read"), legacy=legacy)
+
+    def plant_write_slot(self, recipient: str, *, legacy: bool = False) -> str:
+        """A write slot sealed to a victim's recipient: data keys it seals go to the attacker."""
+        return self.plant(recipient_slot(self.key.writer(), recipient, "write"), legacy=legacy)
 
     def plant_passphrase_slot(self, passphrase: str, **scrypt: int) -> str:
         return self.plant(passphrase_slot(self.key, passphrase, "read", **scrypt))
+
+    def copy_slot(self, name: str) -> str:
+        """A genuine slot's bytes under another name: one reader made to look like two."""
+        copy = f"{KEYS_PREFIX}{os.urandom(16).hex()}"
+        self.backend.write(copy, self.backend.objects[name])
+        return copy
+
+    def relabel_slot(self, name: str, recipient: str) -> None:
+        """A genuine slot made to name another recipient (the sealed part is unchanged)."""
+        slot = KeySlot.decode(self.backend.objects[name])
+        self.backend.write(name, replace(slot, recipient=recipient).encode())
 
     def plant_object(self, name: str, data: bytes) -> None:
         self.backend.write(name, data)

@@ -87,6 +87,17 @@ class FaultyBackend(MemoryBackend):
         super().write(name, data)
 
 
+def downgrade_slots(backend: MemoryBackend) -> None:
+    """Rewrite every key slot as the release before slot MACs wrote it (version 1)."""
+    from dataclasses import replace
+
+    from imagekit.store.keys import KeySlot
+
+    for name in sorted(backend.names("keys/")):
+        slot = KeySlot.decode(backend.objects[name])
+        backend.objects[name] = replace(slot, mac=None).encode()
+
+
 def make_disk(
     path: Path,
     size: int,
@@ -124,4 +135,12 @@ def allocated(path: Path) -> int:
     return os.stat(path).st_blocks * 512
 
 
-__all__ = ["Crash", "FaultyBackend", "IntegrityError", "MemoryBackend", "allocated", "make_disk"]
+__all__ = [
+    "Crash",
+    "FaultyBackend",
+    "IntegrityError",
+    "MemoryBackend",
+    "allocated",
+    "downgrade_slots",
+    "make_disk",
+]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import filecmp
 import json
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +174,7 @@ def test_fingerprint_pinning_and_first_use_through_the_cli(
     monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(tmp_path / "init-host"))
     init = run.json("store", "init", store, "--recipient", keys["reader_r"])
     fingerprint = init["fingerprint"]
-    assert run.json("key", "list", store)["fingerprint"] == fingerprint
+    assert run.json("key", "list", store, "--keyless")["fingerprint"] == fingerprint
     # Another host: first use is said loudly once, then recorded.
     monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(tmp_path / "other-host"))
     with caplog.at_level("WARNING"):
@@ -215,3 +217,84 @@ def test_store_unlock_removes_only_what_no_live_holder_owns(run: Cli, tmp_path: 
     assert "removed unreadable lock" in run.err
     run("store", "verify", store)
     run("store", "unlock", store, "locks/" + "cd" * 16, code=1)  # no such lock
+
+
+def _downgrade_slot_files(store: Path) -> None:
+    """Rewrite the slots of a directory store as the release before slot MACs wrote them."""
+    for path in (store / "keys").iterdir():
+        doc = json.loads(path.read_text())
+        del doc["mac"]
+        doc["version"] = 1
+        path.write_text(json.dumps(doc, sort_keys=True) + "\n")
+
+
+def test_key_list_shows_only_the_repositorys_slots(
+    run: Cli, keys: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tmp_path / "repo"
+    run("store", "init", store, "--recipient", keys["reader_r"], "--writer", keys["writer_r"])
+    # A bucket writer copies the reader's slot: two readers, to a count of the bucket's.
+    (real,) = [p for p in (store / "keys").iterdir() if keys["reader_r"] in p.read_text()]
+    (store / "keys" / ("ab" * 16)).write_bytes(real.read_bytes())
+    with caplog.at_level("WARNING"):
+        listed = run.json("key", "list", store, "--identity", keys["reader"])
+    assert sorted(s["access"] for s in listed["slots"]) == ["read", "write"]
+    assert listed["ignored"] == ["keys/" + "ab" * 16] and "keys/" + "ab" * 16 in caplog.text
+    assert listed["verified"] and listed["fingerprint"].startswith("ikf1")
+    as_writer = run.json("key", "list", store, "--identity", keys["writer"])
+    assert [s["access"] for s in as_writer["slots"]] == ["write"]
+    # A read slot needs the read key to check: the copy too is unverified, never the writer's.
+    assert {s["recipient"] for s in as_writer["unverified"]} == {keys["reader_r"]}
+    claimed = run.json("key", "list", store, "--keyless")
+    assert not claimed["verified"] and len(claimed["slots"]) == 3
+    run(
+        "key",
+        "remove",
+        store,
+        "--recipient",
+        keys["reader_r"],
+        "--identity",
+        keys["reader"],
+        code=2,
+    )
+    assert "last genuine" in run.err
+
+
+KILL_AT_FIRST_SLOT_DELETE = """
+import os, signal, sys
+from imagekit.store.backends import local
+delete = local.LocalBackend.delete
+def killed(self, name):
+    if name.startswith("keys/"):
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handler runs
+    delete(self, name)
+local.LocalBackend.delete = killed
+import imagekit.cli.store_cmds
+from imagekit.cli.app import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_store_upgrade_killed_in_the_middle_then_rerun(
+    run: Cli, keys: dict[str, Any], tmp_path: Path
+) -> None:
+    store = tmp_path / "repo"
+    run("store", "init", store, "--recipient", keys["reader_r"], "--writer", keys["writer_r"])
+    _downgrade_slot_files(store)
+    assert "version 1" in run("key", "list", store, "--identity", keys["reader"])
+    upgrade = ["store", "upgrade", str(store), "--identity", str(keys["reader"])]
+    upgrade += ["--writer", keys["writer_r"]]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_FIRST_SLOT_DELETE, *upgrade], capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL
+    # Killed after the writer's new slot, before its old one went: both open to the same keys.
+    assert len(list((store / "keys").iterdir())) == 3
+    for who in ("reader", "writer"):
+        run("images", "--store", store, "--identity", keys[who])
+    done = run.json(*upgrade)
+    assert (done["upgraded"], done["added"], len(done["removed"])) == ([], [], 1)
+    listed = run.json("key", "list", store, "--identity", keys["reader"])
+    assert [s["version"] for s in listed["slots"]] == [2, 2] and listed["unverified"] == []
+    for who in ("reader", "writer"):
+        run("images", "--store", store, "--identity", keys[who])

@@ -45,7 +45,11 @@ def boot_and_teardown(
     of the converted disk ``image`` (its file name in the run), then tear the run down with a
     new provider made from the record alone, as a later process would."""
     options = BootOptions(
-        guest_ports=(listener,), checks=(f"tcp:{listener}",), timeout=10, size=size
+        guest_ports=(listener,),
+        checks=(f"tcp:{listener}",),
+        timeout=10,
+        size=size,
+        adapt=False,  # the test disk has no OS for the guest stage: these tests are the HTTP flows
     )
     record = boot(make(state_dir=runs.root), source, options, runs)
     disk = (runs.runs_dir / record.run_id / "image" / image).read_bytes()

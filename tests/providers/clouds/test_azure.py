@@ -349,7 +349,7 @@ def test_import_rejected_tears_down_what_exists(env: Path, test_disk: Path) -> N
     with recorded() as cloud:
         _routes(cloud, group_exists=True, import_status="Failed")
         with pytest.raises(ProviderError, match="ImageRejected") as info:
-            boot(azure(state_dir=env / "state"), source, BootOptions(), runs)
+            boot(azure(state_dir=env / "state"), source, BootOptions(adapt=False), runs)
     assert "torn down" in str(info.value)
     deletes = [c.path for c in cloud.calls if c.method == "DELETE"]
     # The existing group is not ours: only the disk (being imported) and the blob go.
@@ -377,7 +377,7 @@ def test_quota_error_at_boot_is_clear_and_everything_made_is_removed(
             boot(
                 azure(state_dir=env / "state"),
                 FileImageSource(test_disk),
-                BootOptions(size="Standard_B1s"),
+                BootOptions(size="Standard_B1s", adapt=False),
                 runs,
             )
     assert info.value.hint and "quota increase" in info.value.hint

@@ -54,7 +54,9 @@ def test_live_boot_and_teardown(name: str, test_disk: Path, tmp_path: Path) -> N
         pytest.skip(f"no {name} credentials ({', '.join(missing)} unset)")
     runs = RunStore(tmp_path / "state")
     provider = CLASSES[name](state_dir=runs.root)
-    options = BootOptions(checks=("http:80/",), timeout=LIVE_HEALTH_TIMEOUT, size="t3.small")
+    options = BootOptions(
+        checks=("http:80/",), timeout=LIVE_HEALTH_TIMEOUT, size="t3.small", adapt=False
+    )
     record = boot(provider, FileImageSource(test_disk, name="imagekit-live"), options, runs)
     try:
         assert record.status == "healthy"

@@ -351,7 +351,7 @@ def test_quota_at_boot_tears_down_group_and_image(os_env: Path, test_disk: Path)
             boot(
                 openstack(state_dir=os_env / "state"),
                 FileImageSource(test_disk),
-                BootOptions(),
+                BootOptions(adapt=False),
                 runs,
             )
     assert "cores" in str(info.value) and "torn down" in str(info.value)
@@ -369,7 +369,7 @@ def test_glance_killing_the_image_is_an_image_rejected_error(os_env: Path, test_
             boot(
                 openstack(state_dir=os_env / "state"),
                 FileImageSource(test_disk),
-                BootOptions(),
+                BootOptions(adapt=False),
                 runs,
             )
     assert [str(c) for c in cloud.calls if c.method == "DELETE"] == ["DELETE /v2/images/img-1"]
@@ -520,7 +520,7 @@ def test_rackspace_import_failure_removes_the_uploaded_object(
             boot(
                 rackspace(state_dir=rax_env / "state"),
                 FileImageSource(test_disk),
-                BootOptions(),
+                BootOptions(adapt=False),
                 runs,
             )
     assert [c.method for c in cloud.calls if c.method == "DELETE"] == ["DELETE"]

@@ -7,6 +7,9 @@ EC2 image trusts only the EC2 datasource — the AMI a user exports. Every case 
 key the run offered pinned), on 1 GiB nodes, and must leave nothing behind: no namespace, no
 process, no node folder.
 
+Every case boots unadapted (``adapt=False``): it shows what the cloud does to the image as it
+is; tests/guest/ proves the guest stage on the same images.
+
 The boots run two at a time (one per core) from one module fixture; each test then reads its
 case's outcome. Under TCG a healthy boot takes ~100-170 s, a failing one 85-260 s.
 """
@@ -76,7 +79,7 @@ def _run(case: Case, state: Path) -> Outcome:
     provider = create_provider(case.provider, state_dir=state, settings=dict(case.settings))
     disk = debian_disk(case.variant)
     source = FileImageSource(disk, source_format="raw", metadata=dict(case.metadata))
-    options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT)
+    options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT, adapt=False)
     runs = RunStore(state)
     started = time.monotonic()
     run_ids: list[str] = []
