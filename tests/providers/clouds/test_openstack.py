@@ -259,7 +259,9 @@ openstack, rackspace = instant(OpenStackProvider), instant(RackspaceProvider)
 
 
 def _boot(make: Any, state: Path, disk: Path, runs: RunStore, **options: Any) -> None:
-    """A boot of ``disk`` expected to fail (the tests of this file that call it say how)."""
+    """A boot of ``disk`` expected to fail (the tests of this file that call it say how); no
+    guest stage, as in ``boot_and_teardown``: these are the HTTP flows."""
+    options = {"adapt": False, **options}
     boot(make(state_dir=state), FileImageSource(disk), BootOptions(**options), runs)
 
 
