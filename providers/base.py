@@ -38,6 +38,7 @@ from imagekit.errors import ImagekitError, UsageError
 from imagekit.guest.profile import GuestProfile
 from imagekit.progress import Progress
 from imagekit.providers import health
+from imagekit.providers.limits import SizeLimit, check_size
 from imagekit.providers.sizes import choose_size
 
 if TYPE_CHECKING:
@@ -231,6 +232,10 @@ class ImageSource(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    def preview(self, disk_format: str) -> PreparedImage:
+        """What ``materialise`` will make, known before it runs (sizes, metadata; no file)."""
+        ...
+
     def materialise(
         self, folder: Path, disk_format: str, progress: Progress | None = None
     ) -> PreparedImage: ...
@@ -245,6 +250,8 @@ class Provider(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     disk_format: ClassVar[str]  # the convert target it boots
+    #: The largest boot disk the target takes (``limits.py``), checked before the restore.
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = ()
     settings_help: ClassVar[tuple[Setting, ...]] = ()
     # Every run offers its own SSH key, so the default proves the guest took it: an SSH banner
     # (tcp:22) answers on a guest that never got its key or user-data.
@@ -318,6 +325,11 @@ class Provider(ABC):
     def choose_size(self, wanted: str | None, image: PreparedImage) -> tuple[NodeSize, str]:
         """The size to boot and why (see ``sizes.choose_size``)."""
         return choose_size(self.list_sizes(), wanted, image.instance_type)
+
+    def check_image_size(self, virtual_size: int, boot_mode: str) -> None:
+        """``UsageError`` when the image is larger than this target takes (pure: before the
+        restore, so that a too large image costs nothing)."""
+        check_size(self.name, self.disk_format, self.size_limits, virtual_size, boot_mode)
 
     @abstractmethod
     def create_nodes(self, image: NodeImage, request: NodeRequest, run: Run) -> list[Node]:

@@ -76,6 +76,8 @@ def boot(
     # Everything that can be checked without side effects is checked before the long work.
     checks = [parse_check(c) for c in options.checks or provider.default_checks]
     ports = tuple(sorted(set(options.guest_ports) | guest_ports(checks)))
+    planned = source.preview(provider.disk_format)
+    provider.check_image_size(planned.virtual_size, planned.boot_mode)
     run = runs.create(provider.name, image=source.describe(), settings=provider.settings)
     if on_run is not None:
         on_run(run)

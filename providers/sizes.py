@@ -123,4 +123,27 @@ def choose_size(
     return smallest, f"{smallest.id}: the smallest (no size asked, none in the image)"
 
 
-__all__ = ["Shape", "aws_shape", "choose_size", "nearest_size", "size_shape"]
+def choose_fitting(
+    sizes: Sequence[NodeSize],
+    wanted: str | None,
+    instance_type: str | None,
+    *,
+    usable: Callable[[Sequence[NodeSize]], list[NodeSize]],
+    check: Callable[[NodeSize], object],
+    none_usable: Callable[[], Exception],
+    prefer: Callable[[NodeSize], int] = lambda s: 0,
+) -> tuple[NodeSize, str]:
+    """``choose_size`` among the sizes the image can boot on: a size named as asked is only
+    ``check``ed (which raises when the image cannot boot there); else the nearest of ``usable``
+    ones, ``none_usable()`` raised when there are none."""
+    named = next((s for s in sizes if wanted in (s.id, s.name)), None) if wanted else None
+    if named is not None:
+        check(named)
+        return choose_size([named], wanted, instance_type)
+    fitting = usable(sizes)
+    if not fitting:
+        raise none_usable()
+    return choose_size(fitting, wanted, instance_type, prefer)
+
+
+__all__ = ["Shape", "aws_shape", "choose_fitting", "choose_size", "nearest_size", "size_shape"]

@@ -11,7 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from imagekit.convert import TARGETS, convert_image
+from imagekit.convert import TARGETS, convert_image, inspect_source
+from imagekit.convert.targets import aligned_size
 from imagekit.errors import UsageError
 from imagekit.progress import Progress
 from imagekit.providers.base import PreparedImage
@@ -32,6 +33,20 @@ class StoredImageSource:
     def describe(self) -> dict[str, Any]:
         m = self.image.manifest
         return {"id": self.image.id, "name": m.name, "source": m.source, "store": self.repo.url}
+
+    def preview(self, disk_format: str) -> PreparedImage:
+        """The image as ``materialise`` will prepare it, from the manifest alone."""
+        volumes = self.image.manifest.volumes
+        if not volumes:
+            raise UsageError(f"image {self.image.id[:12]} has no volumes to boot")
+        return PreparedImage(
+            path=Path(f"disk{FORMAT_SUFFIX[disk_format]}"),
+            disk_format=disk_format,
+            name=self.image.manifest.name,
+            image_id=self.image.id,
+            virtual_size=volumes[0].virtual_size,
+            metadata=dict(self.image.manifest.metadata),
+        )
 
     def materialise(
         self, folder: Path, disk_format: str, progress: Progress | None = None
@@ -80,6 +95,18 @@ class FileImageSource:
 
     def describe(self) -> dict[str, Any]:
         return {"id": _file_id(self.path), "name": self.name, "source": str(self.path)}
+
+    def preview(self, disk_format: str) -> PreparedImage:
+        """The image as ``materialise`` will prepare it (``qemu-img info`` of the file)."""
+        info = inspect_source(self.path, self.source_format)
+        return PreparedImage(
+            path=Path(f"disk{TARGETS[disk_format].suffix}"),
+            disk_format=disk_format,
+            name=self.name,
+            image_id=_file_id(self.path),
+            virtual_size=aligned_size(info.virtual_size, TARGETS[disk_format].size_align),
+            metadata=dict(self.metadata),
+        )
 
     def materialise(
         self, folder: Path, disk_format: str, progress: Progress | None = None

@@ -10,7 +10,6 @@ are polled through ``Azure-AsyncOperation`` (or ``Location``) with a deadline of
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -297,6 +296,19 @@ def hyperv_generation(boot_mode: str) -> str:
     return "V2" if boot_mode == "uefi" else "V1"
 
 
+def _disk(arm: Arm, boot_mode: str, creation: Mapping[str, str]) -> dict[str, Any]:
+    """A Linux OS disk of the image's generation, Standard_LRS, made as ``creation`` says."""
+    return {
+        "location": arm.location,
+        "sku": {"name": "Standard_LRS"},
+        "properties": {
+            "osType": "Linux",
+            "hyperVGeneration": hyperv_generation(boot_mode),
+            "creationData": dict(creation),
+        },
+    }
+
+
 def disks_import(
     arm: Arm,
     name: str,
@@ -306,21 +318,25 @@ def disks_import(
     boot_mode: str = "bios",
 ) -> dict[str, Any]:
     """Disks - Create Or Update with ``createOption: Import`` from a page blob VHD."""
-    body = {
-        "location": arm.location,
-        "sku": {"name": "Standard_LRS"},
-        "properties": {
-            "osType": "Linux",
-            "hyperVGeneration": hyperv_generation(boot_mode),
-            "creationData": {
-                "createOption": "Import",
-                "sourceUri": source_uri,
-                "storageAccountId": storage_account_id,
-            },
-        },
+    creation = {
+        "createOption": "Import",
+        "sourceUri": source_uri,
+        "storageAccountId": storage_account_id,
     }
     path = arm.resource_id("Microsoft.Compute/disks", name)
-    return put(arm, "managed disk import", path, DISK_API, body, deadline)
+    return put(
+        arm, "managed disk import", path, DISK_API, _disk(arm, boot_mode, creation), deadline
+    )
+
+
+def disks_copy(
+    arm: Arm, name: str, source_disk_id: str, deadline: float, boot_mode: str = "bios"
+) -> dict[str, Any]:
+    """Disks - Create Or Update with ``createOption: Copy``: a node's own OS disk, copied from
+    the imported disk, for a VM that attaches it (a specialized boot: no image in between)."""
+    creation = {"createOption": "Copy", "sourceResourceId": source_disk_id}
+    path = arm.resource_id("Microsoft.Compute/disks", name)
+    return put(arm, "OS disk copy", path, DISK_API, _disk(arm, boot_mode, creation), deadline)
 
 
 def images_create(
@@ -334,6 +350,7 @@ def images_create(
             "storageProfile": {
                 "osDisk": {
                     "osType": "Linux",
+                    # Managed images are of generalized disks only; a specialized boot makes none.
                     "osState": "Generalized",
                     "managedDisk": {"id": disk_id},
                     "caching": "ReadWrite",
@@ -343,73 +360,6 @@ def images_create(
     }
     path = arm.resource_id("Microsoft.Compute/images", name)
     return put(arm, "managed image creation", path, IMAGE_API, body, deadline)
-
-
-@dataclass(frozen=True)
-class VmSpec:
-    """What a VM is made of: all ours but the size, which the request chose."""
-
-    size: str
-    image_id: str
-    nic_id: str
-    user_name: str
-    custom_data: bytes
-    tags: Mapping[str, str]
-    ssh_public_key: str | None = None
-    password: str | None = None  # when no key is offered (Azure demands a credential)
-
-
-def virtual_machines_create(arm: Arm, name: str, spec: VmSpec) -> Any:
-    """Virtual Machines - Create Or Update: managed OS disk from the image (named like the VM and
-    deleted with it), the NIC, custom data, and managed boot diagnostics, so that the serial log
-    can be read back (``serial_log``). Returns ARM's answer; the caller waits for provisioning."""
-    if spec.ssh_public_key:
-        linux: dict[str, Any] = {
-            "disablePasswordAuthentication": True,
-            "ssh": {
-                "publicKeys": [
-                    {
-                        "path": f"/home/{spec.user_name}/.ssh/authorized_keys",
-                        "keyData": spec.ssh_public_key,
-                    }
-                ]
-            },
-        }
-        os_profile: dict[str, Any] = {"linuxConfiguration": linux}
-    else:
-        os_profile = {
-            "linuxConfiguration": {"disablePasswordAuthentication": False},
-            "adminPassword": spec.password,
-        }
-    os_profile.update(
-        computerName=name,
-        adminUsername=spec.user_name,
-        customData=base64.b64encode(spec.custom_data).decode("ascii"),
-    )
-    body = {
-        "location": arm.location,
-        "tags": dict(spec.tags),
-        "properties": {
-            "hardwareProfile": {"vmSize": spec.size},
-            "storageProfile": {
-                "imageReference": {"id": spec.image_id},
-                "osDisk": {
-                    "name": name,
-                    "osType": "Linux",
-                    "caching": "ReadWrite",
-                    "createOption": "FromImage",
-                    "managedDisk": {"storageAccountType": "Standard_LRS"},
-                    "deleteOption": "Delete",
-                },
-            },
-            "osProfile": os_profile,
-            "networkProfile": {"networkInterfaces": [{"id": spec.nic_id}]},
-            # No storageUri: Azure keeps the log in managed storage, nothing of ours to clean.
-            "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
-        },
-    }
-    path = arm.resource_id("Microsoft.Compute/virtualMachines", name)
-    return request(arm, f"creation of VM {name}", path, VM_API, "PUT", body).object
 
 
 def serial_log(arm: Arm, vm_id: str) -> str | None:

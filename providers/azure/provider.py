@@ -2,11 +2,12 @@
 
 upload: ``vhd-azure`` file → page blob ``CONTAINER/RUN.vhd`` in the storage account
 register_image: resource group (made and recorded only when missing) → managed disk imported
-from the blob → managed image of it
+from the blob → managed image of it (generalized; a guest that will not report Ready to Azure is
+booted specialized instead, without an image: see ``vm.py``)
 create_nodes: NSG (one rule per guest port) → virtual network + subnet behind it → per node a
-Standard static public IP, a NIC, and the VM (an ARM PUT of ours: custom data = user-data, OS
-disk deleted with the VM, managed boot diagnostics on so the serial log can be read for host keys
-and failure reports)
+Standard static public IP, a NIC, (specialized: a copy of the imported disk,) and the VM (an ARM
+PUT of ours: custom data = user-data, OS disk deleted with the VM, managed boot diagnostics on so
+the serial log can be read for host keys and failure reports)
 teardown: newest first — VMs, OS disks, NICs, IPs, network, NSG, image, disk, blob, group
 
 Each resource is recorded before the call that creates it (ARM names are chosen by us), so a
@@ -20,7 +21,7 @@ import binascii
 import contextlib
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +32,7 @@ from libcloud.storage.types import ContainerAlreadyExistsError
 
 from imagekit.errors import ProviderError, UsageError
 from imagekit.providers import health
-from imagekit.providers.azure import arm, pageblob
+from imagekit.providers.azure import arm, pageblob, vm
 from imagekit.providers.base import (
     NodeInfo,
     NodeRequest,
@@ -48,6 +49,7 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
+from imagekit.providers.limits import GiB, SizeLimit, TiB
 from imagekit.providers.runs import Run
 
 #: An import copies the whole VHD inside Azure: minutes per 100 GiB.
@@ -57,6 +59,15 @@ OPERATION_TIMEOUT = 900.0
 VM_API = arm.VM_API
 NIC_API = "2018-06-01"  # libcloud's NIC_API_VERSION
 STORAGE_SUFFIX = "blob.core.windows.net"
+
+SPECIALIZED_NOTE = (
+    "warning: azure: the guest will not report Ready to Azure (or it is not known that it "
+    "will), so it is booted as a specialized disk without osProfile: the run's SSH key and "
+    "user-data cannot be given to it"
+)
+SSH_CHECK_NOTE = (
+    "warning: azure: ssh: checks made tcp:22 on the specialized nodes (no run key to log in with)"
+)
 
 #: What deleting each kind needs: the ARM API version of its resource type.
 API_BY_KIND = {
@@ -117,6 +128,17 @@ class AzureProvider(Provider):
     )
     ssh_user = "azureuser"
     poll_interval = arm.POLL_INTERVAL
+    # The fixed VHD's own limit (2040 GiB, qemu-img) binds first; these are Azure's.
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = (
+        SizeLimit(4095 * GiB, "a managed OS disk", "Azure Compute: OS disk at most 4095 GiB"),
+        SizeLimit(8 * TiB, "a page blob", "Azure Storage scalability targets: page blob 8 TiB"),
+        SizeLimit(
+            2 * TiB,
+            "a Generation 1 (BIOS) OS disk",
+            "Azure: OS disks above 2 TiB need a Generation 2 (UEFI) VM",
+            "bios",
+        ),
+    )
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         super().__init__(state_dir=state_dir, settings=settings)
@@ -128,6 +150,7 @@ class AzureProvider(Provider):
         self.container = self.settings.get("container", "imagekit")
         self._arm: arm.Arm | None = None
         self._guest_ports: tuple[int, ...] = (22, 80)
+        self._os_state = vm.GENERALIZED  # how the nodes of this boot are made (register_image)
 
     # -- connections (built on first use) ----------------------------------------------------
 
@@ -192,12 +215,17 @@ class AzureProvider(Provider):
         run.add_resource(Resource("disk", disk_id, disk))
         boot_mode = image.prepared.boot_mode
         arm.disks_import(scope, disk, image.location, account_id, deadline, boot_mode)
+        self._os_state = vm.os_state(image.prepared.guest)
+        extra = {"os_state": self._os_state, "boot_mode": boot_mode}
+        if self._os_state == vm.SPECIALIZED:
+            # No managed image of a specialized disk: each node attaches a copy of this one.
+            run.update(notes=(*run.record.notes, SPECIALIZED_NOTE))
+            return NodeImage(disk_id, disk, scope.driver, extra=extra)
         name = resource_name(run.run_id, "image")
         image_id = scope.resource_id("Microsoft.Compute/images", name)
         run.add_resource(Resource("image", image_id, name))
         arm.images_create(scope, name, disk_id, time.monotonic() + OPERATION_TIMEOUT, boot_mode)
-        # libcloud boots any image object as {"imageReference": {"id": image.id}}.
-        return NodeImage(image_id, name, scope.driver)
+        return NodeImage(image_id, name, scope.driver, extra=extra)
 
     def list_sizes(self) -> list[NodeSize]:
         driver = self.scope().driver
@@ -251,11 +279,15 @@ class AzureProvider(Provider):
         # The OS disk is named like the VM; recorded before the VM so teardown removes it after.
         os_disk = scope.resource_id("Microsoft.Compute/disks", name)
         run.add_resource(Resource("disk", os_disk, name))
+        specialized = (image.extra or {}).get("os_state") == vm.SPECIALIZED
+        if specialized:
+            boot_mode = str((image.extra or {}).get("boot_mode", "bios"))
+            arm.disks_copy(scope, name, image.id, time.monotonic() + DISK_TIMEOUT, boot_mode)
         vm_id = scope.resource_id("Microsoft.Compute/virtualMachines", name)
         run.add_resource(Resource("node", vm_id, name))
-        spec = arm.VmSpec(
+        spec = vm.VmSpec(
             size=request.size.id,
-            image_id=image.id,
+            image_id=os_disk if specialized else image.id,
             nic_id=nic.id,
             user_name=self.ssh_user,
             custom_data=request.user_data.encode(),
@@ -263,10 +295,22 @@ class AzureProvider(Provider):
             ssh_public_key=request.ssh_public_key or None,
             # Azure demands a credential; a random one nobody keeps, when no key is offered.
             password=None if request.ssh_public_key else "Ik1!" + secrets.token_urlsafe(24),
+            os_state=vm.SPECIALIZED if specialized else vm.GENERALIZED,
         )
-        arm.virtual_machines_create(scope, name, spec)
+        vm.virtual_machines_create(scope, name, spec)
         arm.wait_provisioned(scope, f"creation of VM {name}", vm_id, VM_API, deadline)
         return arm.call_driver(lambda: driver.ex_get_node(vm_id))  # type: ignore[no-any-return]
+
+    def wait_healthy(
+        self, nodes: Sequence[Node], checks: Sequence[health.Check], run: Run, timeout: float
+    ) -> list[health.CheckResult]:
+        """A specialized node never got the run's SSH key, so a login cannot pass: an ``ssh:``
+        check is made ``tcp:22`` there (the SSH service answers), and the run says so."""
+        if self._os_state == vm.SPECIALIZED and any(isinstance(c, health.SshCheck) for c in checks):
+            weaker = [c for c in checks if not isinstance(c, health.SshCheck)]
+            checks = [*weaker, *([] if health.TcpCheck(22) in weaker else [health.TcpCheck(22)])]
+            run.update(notes=(*run.record.notes, SSH_CHECK_NOTE))
+        return super().wait_healthy(nodes, checks, run, timeout)
 
     def node_info(self, node: Node) -> NodeInfo:
         reached = endpoints(public_ip(node), self._guest_ports)

@@ -3,16 +3,18 @@
 - GCS object upload/delete (XML API, ``PUT/DELETE https://storage.googleapis.com/BUCKET/OBJ``)
   through libcloud's signed ``GoogleStorageDriver`` connection, the file streamed and its MD5
   sent as ``x-goog-hash`` so a damaged body is refused;
-- ``images.insert`` through ``ex_create_image(..., wait_for_completion=False)`` — libcloud would
-  wait at most 180 s, an import of a large disk takes longer — then ``images.get`` polled with our
-  own deadline until ``READY`` (``FAILED`` is the "image rejected" answer);
-- firewall, instance and serial output through the driver (Compute API v1).
+- ``images.insert`` and ``instances.insert`` with bodies of our own (``bodies.py``), their
+  operations polled with our own deadline (libcloud would wait at most its 180 s default) and a
+  failed one quoted from its ``error.errors[]``; then ``images.get`` until ``READY``
+  (``FAILED`` is the "image rejected" answer);
+- firewall, deletes and serial output through the driver (Compute API v1).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,21 +28,9 @@ from libcloud.storage.drivers.google_storage import GoogleStorageDriver
 
 from imagekit.errors import ProviderError
 from imagekit.providers.cloud.common import poll
+from imagekit.providers.gcp.bodies import operation_errors
 
 GCS_HOST = "storage.googleapis.com"
-#: The boot disk type: pd-standard, libcloud's default, is refused by newer machine families
-#: (C3...); pd-balanced is accepted by all but the Hyperdisk-only ones (N4, C4, C4A), which
-#: size choice leaves out (``families.py``).
-DISK_TYPE = "pd-balanced"
-#: Guest features of a Linux image exported from EC2: virtio-scsi multiqueue works with every
-#: kernel GCE supports; UEFI and gVNIC are not assumed (an AMI may boot by BIOS, lack gve).
-GUEST_OS_FEATURES = ("VIRTIO_SCSI_MULTIQUEUE",)
-
-
-def guest_os_features(boot_mode: str) -> list[str]:
-    """The image's guestOsFeatures: a UEFI image must say UEFI_COMPATIBLE, or GCE boots it
-    through its BIOS and it finds nothing to boot."""
-    return [*GUEST_OS_FEATURES, *(["UEFI_COMPATIBLE"] if boot_mode == "uefi" else [])]
 
 
 POLL_INTERVAL = 10.0  # seconds between images.get polls: imports take minutes
@@ -132,20 +122,67 @@ def objects_delete(storage: Any, bucket: str, name: str) -> bool:
     return int(response.status) != 404
 
 
-def images_insert(
-    driver: Any, name: str, source_url: str, description: str, boot_mode: str = "bios"
-) -> None:
-    """images.insert from the uploaded tar.gz; returns at once (see ``wait_image_ready``)."""
-    call(
+def images_insert(driver: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """images.insert (``bodies.image_body``); returns the operation at once (see
+    ``wait_operation``): an import of a large disk takes longer than any library default."""
+    answer = call(
         "image registration",
-        lambda: driver.ex_create_image(
-            name,
-            source_url,
-            description=description,
-            guest_os_features=guest_os_features(boot_mode),
-            use_existing=False,
-            wait_for_completion=False,
+        lambda: driver.connection.request("/global/images", method="POST", data=body),
+    )
+    return dict(answer.object)
+
+
+def _operation(driver: Any, link: str, what: str) -> dict[str, Any]:
+    """operations.get, read raw: libcloud's parser raises on the first of a failed operation's
+    errors and drops the others, which are often the ones that say why."""
+    answer = call(f"{what} (operation lookup)", lambda: driver.connection.request(link, raw=True))
+    status = int(getattr(answer, "status", 200))
+    body = answer.body if isinstance(answer.body, str) else bytes(answer.body or b"").decode()
+    if status != 200:
+        raise ProviderError(f"GCE {what}: operation lookup answered HTTP {status}", transient=True)
+    return dict(json.loads(body or "{}"))
+
+
+def operation_error(what: str, operation: dict[str, Any]) -> ProviderError | None:
+    """The error of a finished operation that failed, quoting every ``error.errors[]`` entry."""
+    errors = operation_errors(operation)
+    if operation.get("status") != "DONE" or not errors:
+        return None
+    quoted = "; ".join(f"[{code}] {message}" for code, message in errors)
+    name = operation.get("name", "")
+    if any(code == "QUOTA_EXCEEDED" for code, _ in errors):
+        return ProviderError(
+            f"GCE quota refused {what} (operation {name}): {quoted}",
+            hint="request a quota increase (CPUs, in-use IPs, images) or use another region",
+        )
+    return ProviderError(f"GCE {what} failed (operation {name}): {quoted}")
+
+
+def wait_operation(
+    driver: Any,
+    operation: dict[str, Any],
+    what: str,
+    deadline: float,
+    interval: float = POLL_INTERVAL,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll a zonal or global operation until DONE; a failed one is a ``ProviderError``."""
+    link = str(operation.get("selfLink") or "")
+    if operation.get("status") == "DONE" or not link:
+        error = operation_error(what, operation)
+        if error is not None:
+            raise error
+        return operation
+    return poll(
+        lambda: _operation(driver, link, what),
+        done=lambda op: op.get("status") == "DONE" and not operation_errors(op),
+        failed=lambda op: operation_error(what, op),
+        late=lambda op: ProviderError(
+            f"GCE {what} not done in time (operation {op.get('name')}, status {op.get('status')})"
         ),
+        deadline=deadline,
+        interval=interval,
+        sleep=sleep,
     )
 
 
@@ -192,30 +229,19 @@ def firewalls_insert(driver: Any, name: str, ports: Sequence[int], tag: str, net
 
 
 def instances_insert(
-    driver: Any,
-    name: str,
-    size: Any,
-    image: Any,
-    zone: str,
-    metadata: dict[str, str],
-    tag: str,
-    network: str,
+    driver: Any, body: dict[str, Any], zone: str, deadline: float, interval: float = POLL_INTERVAL
 ) -> Any:
-    """instances.insert through ``create_node``; ``metadata`` carries ``user-data`` (read by
-    cloud-init's GCE datasource) and ``ssh-keys`` (read by the guest agent)."""
+    """instances.insert (``bodies.instance_body``), waited on; the instance as libcloud reads it.
+    ``metadata`` carries ``user-data`` (read by cloud-init's GCE datasource) and ``ssh-keys``
+    (read by the guest agent)."""
+    what = f"creation of instance {body['name']}"
+    operation = call(
+        what,
+        lambda: driver.connection.request(f"/zones/{zone}/instances", method="POST", data=body),
+    ).object
+    wait_operation(driver, dict(operation), what, deadline, interval)
     return call(
-        f"creation of instance {name}",
-        lambda: driver.create_node(
-            name,
-            size,
-            image,
-            location=zone,
-            ex_network=network,
-            ex_metadata=metadata,
-            ex_tags=[tag],
-            ex_disk_type=DISK_TYPE,
-            ex_disk_auto_delete=True,
-        ),
+        f"lookup of instance {body['name']}", lambda: driver.ex_get_node(body["name"], zone)
     )
 
 

@@ -3,7 +3,8 @@
 upload: the ``gce`` tar.gz → ``gs://BUCKET/imagekit/RUN/disk.tar.gz``
 register_image: ``images.insert`` from that object, polled until READY (our deadline)
 create_nodes: one firewall rule for the health ports (instances tagged with the run), then one
-instance per node: pd-balanced boot disk from the image, user-data in the metadata
+instance per node: a boot disk from the image of the type, interface and NIC the family and the
+guest's drivers allow (``families.attachment``), user-data in the metadata
 teardown: instances, firewall rule, image, object — newest first
 
 GCE names are the resources' ids, so each is recorded *before* the call that creates it: a crash
@@ -24,6 +25,7 @@ from libcloud.compute.base import Node, NodeImage, NodeSize
 from libcloud.compute.drivers.gce import GCENodeDriver
 
 from imagekit.errors import ProviderError, UsageError
+from imagekit.guest.profile import GuestProfile
 from imagekit.providers import health
 from imagekit.providers.base import (
     NodeInfo,
@@ -41,9 +43,10 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
-from imagekit.providers.gcp import api, families
+from imagekit.providers.gcp import api, bodies, families
+from imagekit.providers.limits import GiB, SizeLimit
 from imagekit.providers.runs import Run
-from imagekit.providers.sizes import choose_size
+from imagekit.providers.sizes import choose_fitting
 
 #: An import of a few-GiB disk takes 5-15 minutes; one hour covers a large root volume.
 IMAGE_TIMEOUT = 3600.0
@@ -72,6 +75,13 @@ class GcpProvider(Provider):
     )
     ssh_user = "imagekit"
     poll_interval = api.POLL_INTERVAL
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = (
+        SizeLimit(
+            65536 * GiB,
+            "a pd-balanced or hyperdisk-balanced boot disk",
+            "Compute API diskTypes: validDiskSize 10GB-65536GB",
+        ),
+    )
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         super().__init__(state_dir=state_dir, settings=settings)
@@ -82,6 +92,7 @@ class GcpProvider(Provider):
         self._compute: Any = None
         self._storage: Any = None
         self._guest_ports: tuple[int, ...] = (22, 80)
+        self._guest: GuestProfile | None = None  # the prepared image's, once known
 
     # -- connections (built on first use; nothing is contacted by a dry run) ----------------
 
@@ -142,14 +153,13 @@ class GcpProvider(Provider):
         name = resource_name(run.run_id, "image")
         run.add_resource(Resource("image", name, name))
         driver = self.compute()
-        api.images_insert(
-            driver,
-            name,
-            image.location,
-            f"imagekit {image.prepared.name}",
-            boot_mode=image.prepared.boot_mode,
-        )
+        prepared = image.prepared
+        self._guest = prepared.guest
+        features = bodies.guest_os_features(prepared.boot_mode, prepared.guest)
+        request = bodies.image_body(name, image.location, f"imagekit {prepared.name}", features)
         deadline = time.monotonic() + IMAGE_TIMEOUT
+        operation = api.images_insert(driver, request)
+        api.wait_operation(driver, operation, "images.insert", deadline, self.poll_interval)
         body = api.wait_image_ready(driver, name, deadline, self.poll_interval)
         return NodeImage(
             body.get("id", name), name, driver, extra={"selfLink": body.get("selfLink", "")}
@@ -158,17 +168,21 @@ class GcpProvider(Provider):
     def choose_size(self, wanted: str | None, image: PreparedImage) -> tuple[NodeSize, str]:
         """A size named as asked; else the nearest usable one (``families.py``), general
         purpose first on a tie."""
-        sizes = self.list_sizes()
-        if wanted and any(wanted in (s.id, s.name) for s in sizes):
-            return choose_size(sizes, wanted, image.instance_type)
-        usable = families.usable(sizes, image.architecture)
-        if not usable:
-            raise ProviderError(
+        self._guest = image.guest
+        return choose_fitting(
+            self.list_sizes(),
+            wanted,
+            image.instance_type,
+            usable=lambda sizes: families.usable(sizes, image.architecture, image.guest),
+            # A family the guest cannot boot on, asked by name: refused now, not by GCE later.
+            check=lambda size: families.attachment(size, image.guest),
+            none_usable=lambda: ProviderError(
                 f"gcp: zone {self.zone} lists no machine type for an {image.architecture} image "
                 "booting from pd-balanced with virtio-net",
                 hint="choose a zone with E2/N2/N1 (x86-64) or T2A (arm64) machine types",
-            )
-        return choose_size(usable, wanted, image.instance_type, families.rank)
+            ),
+            prefer=families.rank,
+        )
 
     def list_sizes(self) -> list[NodeSize]:
         driver = self.compute()
@@ -184,14 +198,26 @@ class GcpProvider(Provider):
         metadata = {"user-data": request.user_data}
         if request.ssh_public_key:
             metadata["ssh-keys"] = f"{self.ssh_user}:{request.ssh_public_key}"
+        attach = families.attachment(request.size, self._guest)
+        machine_type = str((request.size.extra or {}).get("selfLink") or request.size.name)
         nodes = []
         for base in request.node_names():
             name = resource_name(base)
             run.add_resource(Resource("node", name, name, {"zone": self.zone}))
+            body = bodies.instance_body(
+                project=self.project,
+                zone=self.zone,
+                name=name,
+                machine_type=machine_type,
+                image_link=str((image.extra or {}).get("selfLink") or image.name),
+                network=self.network,
+                tag=tag,
+                metadata=metadata,
+                attach=attach,
+            )
+            deadline = time.monotonic() + OPERATION_TIMEOUT
             nodes.append(
-                api.instances_insert(
-                    driver, name, request.size, image, self.zone, metadata, tag, self.network
-                )
+                api.instances_insert(driver, body, self.zone, deadline, self.poll_interval)
             )
         return nodes
 
@@ -249,6 +275,7 @@ class GcpProvider(Provider):
         calls = [
             f"PUT https://{api.GCS_HOST}/{self.bucket}/imagekit/{run_id}/disk.tar.gz",
             f"POST {base}/global/images (rawDisk.source = that object)",
+            f"GET {base}/global/operations/OPERATION until DONE (errors quoted)",
             f"GET {base}/global/images/{resource_name(run_id, 'image')} until READY",
             f"POST {base}/global/firewalls {resource_name(run_id, 'allow')} "
             f"tcp:{','.join(map(str, request.guest_ports))}",
@@ -256,6 +283,6 @@ class GcpProvider(Provider):
         for base_name in request.node_names():
             calls.append(
                 f"POST {base}/zones/{self.zone}/instances {resource_name(base_name)} "
-                f"({request.size.id}, {api.DISK_TYPE}, metadata user-data)"
+                f"({request.size.id}, {families.PD_BALANCED}, metadata user-data)"
             )
         return calls

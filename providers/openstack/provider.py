@@ -1,17 +1,22 @@
 """The openstack provider (Glance v2 + Nova + Neutron) and its rackspace profile.
 
-openstack — upload: Glance create image (qcow2, bare) + upload binary data, recorded as soon
-as Glance names its id; register_image: poll until ``active``; create_nodes: a security group
-with one ingress rule per guest port, then per node ``create_node`` with user-data on a config
-drive (``ex_config_drive``), the configured network and key pair, polled until ACTIVE, and a
-floating IP from the configured pool when one is named.
+openstack — upload: Glance create image (qcow2, bare, ``min_disk``, firmware and architecture
+properties) recorded as soon as Glance names its id, then upload binary data — or, where the
+cloud refuses a direct upload, the interoperable import (stage + ``glance-direct``);
+register_image: poll until ``active``; create_nodes: a security group with one ingress rule per
+guest port, then per node ``create_node`` with user-data on a config drive
+(``ex_config_drive``), the configured network and key pair — from a volume of the image where
+the flavor has no disk (``flavors.py``) — polled until ACTIVE, and a floating IP from the
+configured pool when one is named.
 
-rackspace — upload: the fixed VHD to Cloud Files; register_image: a Glance ``import`` task from
-that object, polled; create_nodes as above without security group or floating IP (Rackspace
-public cloud servers get a public address and filter nothing by default).
+rackspace — upload: the fixed VHD to Cloud Files (as a static large object of segments when
+larger than one object may be, 5 GiB: ``cloudfiles.py``); register_image: a Glance ``import``
+task from that object, polled; create_nodes as above without security group or floating IP
+(Rackspace public cloud servers get a public address and filter nothing by default).
 
-teardown: newest first — floating IPs, servers (waited until gone, so the group is free),
-security group, image, object.
+teardown: newest first — floating IPs, servers (waited until gone, so the group is free), their
+boot volumes (deleted with the server; gone by then unless Nova failed to), security group,
+image, object.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from libcloud.common.types import LibcloudError
 from libcloud.compute.base import Node, NodeImage, NodeSize
 from libcloud.compute.drivers.openstack import OpenStackNetwork
 
-from imagekit.errors import ProviderError
+from imagekit.errors import ProviderError, UsageError
 from imagekit.providers import health
 from imagekit.providers.base import (
     NodeInfo,
@@ -45,8 +50,10 @@ from imagekit.providers.cloud.common import (
     read_secret,
     resource_name,
 )
-from imagekit.providers.openstack import glance
+from imagekit.providers.limits import GiB, SizeLimit
+from imagekit.providers.openstack import cloudfiles, flavors, glance
 from imagekit.providers.runs import Run
+from imagekit.providers.sizes import choose_fitting
 
 #: Glance stores and checksums the upload before ``active``; a large image takes minutes.
 IMAGE_TIMEOUT = 3600.0
@@ -54,8 +61,11 @@ IMAGE_TIMEOUT = 3600.0
 SERVER_TIMEOUT = 900.0
 REQUEST_TIMEOUT = 900.0  # seconds per HTTP request, the streamed upload included
 AUTH_VERSION = "3.x_password"
-#: 5 GiB: Swift's (and Cloud Files') largest single object; bigger needs a segmented upload.
-CLOUD_FILES_OBJECT_LIMIT = 5 << 30
+#: How the image data reaches Glance: ``auto`` tries a direct upload and, refused, the import
+#: flow; ``direct`` or ``import`` only that way (``import`` saves a refused transfer of the whole
+#: image on a cloud known to take data only through import).
+UPLOAD_MODES = ("auto", "direct", "import")
+IMPORT_NOTE = "the interoperable import (stage, then glance-direct), not a direct upload"
 
 
 class OpenStackProvider(Provider):
@@ -68,6 +78,18 @@ class OpenStackProvider(Provider):
         Setting("region", "region name", env="OS_REGION_NAME", required=False),
         Setting(
             "domain", "user domain (default: Default)", env="OS_USER_DOMAIN_NAME", required=False
+        ),
+        Setting(
+            "project_domain",
+            "domain id of the project (default: default)",
+            env="OS_PROJECT_DOMAIN_ID",
+            required=False,
+        ),
+        Setting(
+            "image_upload",
+            "how image data reaches Glance: auto (default), direct, or import (glance-direct)",
+            env="IMAGEKIT_OS_IMAGE_UPLOAD",
+            required=False,
         ),
         Setting("network", "network id for the servers", env="IMAGEKIT_OS_NETWORK", required=False),
         Setting(
@@ -88,9 +110,17 @@ class OpenStackProvider(Provider):
 
     def __init__(self, *, state_dir: Path, settings: Mapping[str, str] | None = None):
         super().__init__(state_dir=state_dir, settings=settings)
+        upload = self.settings.get("image_upload", "auto")
+        if upload not in UPLOAD_MODES:
+            raise UsageError(
+                f"provider {self.name}: image_upload {upload!r}: use one of "
+                f"{', '.join(UPLOAD_MODES)}"
+            )
         self._driver: Any = None
         self._guest_ports: tuple[int, ...] = (22, 80)
         self._floating: dict[str, str] = {}  # node id → floating address
+        self._min_disk = 1  # GiB: the prepared image's, once known (choose_size, upload)
+        self._imported = False  # the data went through the import flow (register waits on it)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -100,6 +130,8 @@ class OpenStackProvider(Provider):
             "ex_force_auth_version": self.auth_version,
             "ex_tenant_name": self.settings.get("project"),
             "ex_domain_name": self.settings.get("domain", "Default"),
+            # Keystone v3 scopes the token to the project by name within this domain (an id).
+            "ex_tenant_domain_id": self.settings.get("project_domain", "default"),
             "timeout": REQUEST_TIMEOUT,
         }
         if self.settings.get("region"):
@@ -116,24 +148,64 @@ class OpenStackProvider(Provider):
     def _images(self) -> Any:
         return self.driver().image_connection
 
+    def _volumes(self) -> Any:
+        """The block storage (Cinder v3) connection: boot volumes are deleted through it."""
+        return self.driver().volumev3_connection
+
     # -- stages ------------------------------------------------------------------------------
 
     def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
         name = resource_name(run.run_id, "image")
         fmt = {"qcow2": "qcow2", "raw": "raw", "vhd-azure": "vhd"}[image.disk_format]
-        gib = -(-image.virtual_size // (1 << 30))
-        properties = {"imagekit_run": run.run_id, **glance.firmware_properties(image.boot_mode)}
-        image_id = glance.images_create(self._images(), name, fmt, gib, properties)
+        self._min_disk = flavors.min_disk_gib(image.virtual_size)
+        properties = {
+            "imagekit_run": run.run_id,
+            **glance.image_properties(image.boot_mode, image.architecture),
+        }
+        conn = self._images()
+        image_id = glance.images_create(conn, name, fmt, self._min_disk, properties)
         run.add_resource(Resource("image", image_id, name))
-        glance.images_upload(self._images(), image_id, image.path)
+        mode = self.settings.get("image_upload", "auto")
+        if mode != "import" and glance.images_upload(conn, image_id, image.path):
+            return UploadedImage(image, image_id)
+        methods = glance.import_methods(conn)
+        if glance.GLANCE_DIRECT not in methods:
+            raise ProviderError(
+                f"Glance refused the direct upload of image {image_id}"
+                if mode != "import"
+                else f"Glance offers no {glance.GLANCE_DIRECT} import",
+                hint=f"the cloud's import methods: {', '.join(methods) or 'none'}",
+            )
+        run.update(notes=(*run.record.notes, f"openstack: image data sent by {IMPORT_NOTE}"))
+        glance.images_stage(conn, image_id, image.path)
+        glance.images_import(conn, image_id)
+        self._imported = True
         return UploadedImage(image, image_id)
 
     def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
         deadline = time.monotonic() + IMAGE_TIMEOUT
         body = glance.wait_image_active(
-            self._images(), image.location, deadline, self.poll_interval
+            self._images(), image.location, deadline, self.poll_interval, importing=self._imported
         )
         return NodeImage(image.location, str(body.get("name", "")), self.driver())
+
+    def choose_size(self, wanted: str | None, image: PreparedImage) -> tuple[NodeSize, str]:
+        """The nearest flavor whose root disk holds the image (``min_disk``) or that boots from
+        a volume (disk 0), a local disk first on a tie; a flavor named that is too small is
+        refused before the upload."""
+        min_disk = self._min_disk = flavors.min_disk_gib(image.virtual_size)
+        return choose_fitting(
+            self.list_sizes(),
+            wanted,
+            image.instance_type,
+            usable=lambda sizes: flavors.usable(sizes, min_disk),
+            check=lambda size: flavors.check_named(size, min_disk),
+            none_usable=lambda: ProviderError(
+                f"{self.name}: no flavor has a root disk of {min_disk} GiB or boots from a volume",
+                hint="ask the cloud for a larger flavor, or one with disk 0",
+            ),
+            prefer=flavors.prefer_local_disk,
+        )
 
     def list_sizes(self) -> list[NodeSize]:
         driver = self.driver()
@@ -162,21 +234,44 @@ class OpenStackProvider(Provider):
             ]
         if self.settings.get("keypair"):
             kwargs["ex_keyname"] = self.settings["keypair"]
+        from_volume = flavors.boots_from_volume(request.size)
+        if from_volume:
+            # The flavor has no root disk: Nova makes one volume of the image per server.
+            kwargs["ex_blockdevicemappings"] = flavors.block_device_mapping(
+                image.id, self._min_disk
+            )
         nodes = []
         for base in request.node_names():
             name = resource_name(base)
             node = glance.call(
                 f"creation of server {name}",
                 functools.partial(
-                    driver.create_node, name=name, size=request.size, image=image, **kwargs
+                    driver.create_node,
+                    name=name,
+                    size=request.size,
+                    image=None if from_volume else image,
+                    **kwargs,
                 ),
             )
-            run.add_resource(Resource("node", node.id, name))
+            record = Resource("node", node.id, name)
+            run.add_resource(record)
             node = self._wait_active(driver, node.id, name)
+            if from_volume:
+                self._record_volumes(node, record, run)
             if self.settings.get("floating_pool"):
                 self._attach_floating_ip(driver, node, run)
             nodes.append(node)
         return nodes
+
+    def _record_volumes(self, node: Node, record: Resource, run: Run) -> None:
+        """Record the server's boot volume, then the server again, so that teardown deletes the
+        server first (Nova then deletes the volume, ``delete_on_termination``) and the volume
+        only if it is left."""
+        for volume in (node.extra or {}).get("volumes_attached") or ():
+            volume_id = str(volume.get("id", "")) if isinstance(volume, Mapping) else ""
+            if volume_id:
+                run.add_resource(Resource("volume", volume_id, f"{record.name}-root"))
+        run.add_resource(record)  # moved after its volumes
 
     def _security_group(self, driver: Any, request: NodeRequest, run: Run) -> Any:
         name = resource_name(run.run_id, "sg")
@@ -266,6 +361,7 @@ class OpenStackProvider(Provider):
             "floating-ip": (driver.network_connection, f"/v2.0/floatingips/{resource.id}"),
             "security-group": (driver.network_connection, f"/v2.0/security-groups/{resource.id}"),
             "image": (driver.image_connection, f"/v2/images/{resource.id}"),
+            "volume": (self._volumes(), f"/volumes/{resource.id}"),
         }
         if resource.kind not in kinds:
             raise ProviderError(f"{self.name} cannot delete a {resource.kind!r}")
@@ -298,12 +394,13 @@ class OpenStackProvider(Provider):
     @staticmethod
     def _exists(conn: Any, path: str) -> bool:
         try:
-            conn.request(path)
+            answer = conn.request(path)
         except BaseHTTPError as exc:
             if exc.code == 404:
                 return False
             raise glance.openstack_error(f"lookup of {path}", exc.code, str(exc.message)) from exc
-        return True
+        # Cloud Files answers (libcloud) take a 404 for a success: not there all the same.
+        return int(getattr(answer, "status", 200)) != 404
 
     def exists(self, resource: Resource) -> bool:
         return self._exists(*self._paths(resource))
@@ -314,7 +411,8 @@ class OpenStackProvider(Provider):
         """The cloud calls a boot would make, in order, without making any."""
         calls = [
             f"POST /v2/images {resource_name(run_id, 'image')} ({self.disk_format}, bare)",
-            "PUT /v2/images/{id}/file (application/octet-stream)",
+            "PUT /v2/images/{id}/file (application/octet-stream); refused: PUT "
+            "/v2/images/{id}/stage + POST /v2/images/{id}/import (glance-direct)",
             "GET /v2/images/{id} until active",
         ]
         if self.uses_security_groups:
@@ -350,6 +448,16 @@ class RackspaceProvider(OpenStackProvider):
     uses_security_groups = False
     driver_class: ClassVar[type] = glance.RackspaceNodeDriver
     auth_url = "https://identity.api.rackspacecloud.com"
+    size_limits: ClassVar[tuple[SizeLimit, ...]] = (
+        SizeLimit(
+            160 * GiB,
+            "an imported image's system disk",
+            "Rackspace Cloud Images: images must not expand to a system disk larger than 160 GB",
+        ),
+    )
+    #: Files above ``object_limit`` go up as a static large object of ``segment_size`` segments.
+    object_limit: ClassVar[int] = cloudfiles.OBJECT_LIMIT
+    segment_size: ClassVar[int] = cloudfiles.SEGMENT_SIZE
 
     def driver_kwargs(self) -> dict[str, Any]:
         return {
@@ -371,24 +479,39 @@ class RackspaceProvider(OpenStackProvider):
     def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
         container = self.settings.get("container", "imagekit")
         name = f"{run.run_id}.vhd"
-        if image.path.stat().st_size > CLOUD_FILES_OBJECT_LIMIT:
-            raise ProviderError(
-                f"{image.path}: larger than one Cloud Files object (5 GiB)",
-                hint="segmented uploads are not implemented; import through the openstack provider",
-            )
-        run.add_resource(Resource("object", f"{container}/{name}", name, {"container": container}))
         files = self.files()
-        with image.path.open("rb") as body:
-            glance.call(
-                "upload to Cloud Files",
-                lambda: files.connection.request(
-                    f"/{container}/{name}",
-                    method="PUT",
-                    data=body,
-                    headers={"Content-Type": glance.OCTET},
-                ),
+        size = image.path.stat().st_size
+        if size <= self.object_limit:
+            run.add_resource(self._object(container, name))
+            cloudfiles.put_object(glance.call, files.connection, container, name, image.path)
+            return UploadedImage(image, f"{container}/{name}")
+        # Larger than one object: a static large object. Each segment is recorded before it is
+        # sent, the manifest last, so teardown deletes the manifest (and with it the segments)
+        # first and finds each segment already gone, or deletes what a crash left unlisted.
+        uploaded = []
+        with image.path.open("rb") as handle:
+            for segment in cloudfiles.segments(name, size, self.segment_size):
+                run.add_resource(self._object(container, segment.name))
+                etag = cloudfiles.put_segment(
+                    glance.call, files.connection, container, segment, handle
+                )
+                uploaded.append((segment, etag))
+        run.add_resource(self._object(container, name, slo=True))
+        body = cloudfiles.manifest(container, uploaded)
+        cloudfiles.put_manifest(glance.call, files.connection, container, name, body)
+        run.update(
+            notes=(
+                *run.record.notes,
+                f"rackspace: {size} bytes uploaded as a static large object of "
+                f"{len(uploaded)} segments (one Cloud Files object holds at most 5 GiB)",
             )
+        )
         return UploadedImage(image, f"{container}/{name}")
+
+    @staticmethod
+    def _object(container: str, name: str, *, slo: bool = False) -> Resource:
+        extra = {"container": container, **({"slo": "manifest"} if slo else {})}
+        return Resource("object", f"{container}/{name}", name, extra)
 
     def register_image(self, image: UploadedImage, run: Run) -> NodeImage:
         name = resource_name(run.run_id, "image")
@@ -402,15 +525,20 @@ class RackspaceProvider(OpenStackProvider):
     def delete(self, resource: Resource) -> bool:
         if resource.kind != "object":
             return super().delete(resource)
+        # A manifest is deleted with its segments (multipart-manifest=delete).
+        params = dict(cloudfiles.SLO_DELETE) if resource.extra.get("slo") else None
         try:
-            self.files().connection.request(f"/{resource.id}", method="DELETE")
+            answer = self.files().connection.request(
+                f"/{resource.id}", params=params, method="DELETE"
+            )
         except BaseHTTPError as exc:
             if exc.code == 404:
                 return False
             raise glance.openstack_error(
                 f"deletion of {resource}", exc.code, str(exc.message)
             ) from exc
-        return True
+        # libcloud's Cloud Files responses count 404 as a success: it is "already gone" here.
+        return int(getattr(answer, "status", 204)) != 404
 
     def exists(self, resource: Resource) -> bool:
         if resource.kind != "object":
@@ -420,7 +548,8 @@ class RackspaceProvider(OpenStackProvider):
     def planned_calls(self, request: NodeRequest, run_id: str) -> list[str]:
         container = self.settings.get("container", "imagekit")
         calls = [
-            f"PUT cloudFiles /{container}/{run_id}.vhd",
+            f"PUT cloudFiles /{container}/{run_id}.vhd (above 5 GiB: segments "
+            f"{run_id}.vhd.segments/NNNNN, then the manifest ?multipart-manifest=put)",
             f"POST /v2/tasks import {container}/{run_id}.vhd (vhd)",
             "GET /v2/tasks/{id} until success, GET /v2/images/{id} until active",
         ]

@@ -20,11 +20,13 @@ import pytest
 from libcloud.compute.base import Node
 from libcloud.compute.types import NodeState
 
+from imagekit.convert import convert_image
 from imagekit.errors import ProviderError
+from imagekit.guest.profile import GuestProfile
 from imagekit.providers import health
-from imagekit.providers.azure import arm
+from imagekit.providers.azure import arm, vm
 from imagekit.providers.azure.provider import AzureProvider
-from imagekit.providers.base import NodeRequest
+from imagekit.providers.base import NodeRequest, PreparedImage
 from imagekit.providers.boot import BootOptions, boot
 from imagekit.providers.runs import RunStore
 from imagekit.providers.sources import FileImageSource
@@ -190,6 +192,15 @@ def _routes(
 
 
 azure = instant(AzureProvider)
+#: What teardown deletes of a run's node and network, newest first (the kinds in the paths).
+NODE_DELETES = [
+    "virtualMachines",
+    "disks",
+    "networkInterfaces",
+    "publicIPAddresses",
+    "virtualNetworks",
+    "networkSecurityGroups",
+]
 
 
 def _arm_calls(call: Call) -> bool:
@@ -371,17 +382,7 @@ def test_quota_error_at_boot_is_clear_and_everything_made_is_removed(
             )
     assert info.value.hint and "quota increase" in info.value.hint
     kinds = [c.path.split("/")[-2] for c in cloud.calls if c.method == "DELETE"]
-    assert kinds == [
-        "virtualMachines",
-        "disks",
-        "networkInterfaces",
-        "publicIPAddresses",
-        "virtualNetworks",
-        "networkSecurityGroups",
-        "images",
-        "disks",
-        "imagekit",
-    ]
+    assert kinds == [*NODE_DELETES, "images", "disks", "imagekit"]
     assert runs.list() == []
 
 
@@ -469,3 +470,118 @@ def test_console_is_the_serial_log_from_boot_diagnostics(env: Path) -> None:
     assert [c.query["api-version"] for c in posts] == ["2021-11-01"] * 3
     blob_reads = [c for c in cloud.calls if "md-abcdef" in c.url]
     assert len(blob_reads) == 2 and all("Authorization" not in c.headers for c in blob_reads)
+
+
+# --- generalized or specialized: does the guest report Ready? ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("guest", "state"),
+    [
+        (None, "Generalized"),  # not inspected: what imagekit always did
+        (GuestProfile(azure_ready=True), "Generalized"),
+        (GuestProfile(azure_ready=False), "Specialized"),
+        # Not known: a VM that comes up can be checked; one stuck provisioning only times out.
+        (GuestProfile(azure_ready=None), "Specialized"),
+    ],
+)
+def test_os_state_follows_whether_the_guest_reports_ready(guest, state):
+    assert vm.os_state(guest) == state
+
+
+@pytest.fixture(scope="module")
+def vhd(test_disk: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("vhd") / "disk.vhd"
+    return convert_image(test_disk, out, "vhd-azure").output
+
+
+def _boot_nodes(env: Path, vhd: Path, guest: GuestProfile) -> tuple[Cloud, Any, Any]:
+    """Upload, register and create one node of ``vhd`` with ``guest``, then tear down."""
+    runs = RunStore(env / "state")
+    prepared = PreparedImage(vhd, "vhd-azure", "web", "img-1", 1 << 26, guest=guest)
+    with recorded() as cloud:
+        _routes(cloud, group_exists=True)
+        provider = azure(state_dir=env / "state")
+        run = runs.create("azure", settings=provider.settings)
+        image = provider.register_image(provider.upload(prepared, run), run)
+        size, _ = provider.choose_size("Standard_B1s", prepared)
+        key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6kt9Cm8V0HqdlLgnXD16Un4cVVzLYk0k0r6u2ZEv1B"
+        request = NodeRequest(1, size, "#cloud-config\n", (22,), run.run_id, key)
+        provider.create_nodes(image, request, run)
+        record = runs.open(run.run_id).record
+        report = provider.teardown(run)
+    return cloud, record, report
+
+
+def test_a_guest_that_reports_ready_is_booted_generalized_with_its_key(
+    env: Path, vhd: Path
+) -> None:
+    cloud, record, report = _boot_nodes(env, vhd, GuestProfile(azure_ready=True, boot_mode="uefi"))
+    image = cloud.find("PUT", "/images/")[0].json()["properties"]
+    assert image["hyperVGeneration"] == "V2"
+    assert image["storageProfile"]["osDisk"]["osState"] == "Generalized"
+    body = cloud.find("PUT", "/virtualMachines/")[0].json()["properties"]
+    assert body["storageProfile"]["osDisk"]["createOption"] == "FromImage"
+    assert body["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"].startswith(
+        "ssh-ed25519 "
+    )
+    assert not [n for n in record.notes if "specialized" in n]
+    assert not report.failed
+
+
+def test_a_guest_that_never_reports_ready_is_booted_specialized_without_os_profile(
+    env: Path, vhd: Path
+) -> None:
+    cloud, record, report = _boot_nodes(env, vhd, GuestProfile(azure_ready=False))
+    rid = record.run_id
+    comp = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute"
+    node = f"{rid}-1"
+    puts = [c.path for c in cloud.calls if c.method == "PUT" and "/providers/" in c.path]
+    # No managed image: the imported disk is copied for the node, and the copy attached.
+    assert [p for p in puts if "Microsoft.Compute" in p] == [
+        f"{comp}/disks/{rid}-disk",
+        f"{comp}/disks/{node}",
+        f"{comp}/virtualMachines/{node}",
+    ]
+    copy = cloud.find("PUT", f"/disks/{node}")[0].json()
+    assert copy["properties"] == {
+        "osType": "Linux",
+        "hyperVGeneration": "V1",
+        "creationData": {"createOption": "Copy", "sourceResourceId": f"{comp}/disks/{rid}-disk"},
+    }
+    assert copy["sku"] == {"name": "Standard_LRS"}
+    body = cloud.find("PUT", "/virtualMachines/")[0].json()["properties"]
+    assert "osProfile" not in body  # Azure refuses one for a specialized disk
+    assert body["storageProfile"] == {
+        "osDisk": {
+            "name": node,
+            "osType": "Linux",
+            "caching": "ReadWrite",
+            "deleteOption": "Delete",
+            "createOption": "Attach",
+            "managedDisk": {"id": f"{comp}/disks/{node}"},
+        }
+    }
+    assert body["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}
+    assert any("specialized disk without osProfile" in n for n in record.notes)
+    # Teardown: the node, its disk copy, the network, the imported disk, the blob.
+    kinds = [c.path.split("/")[-2] for c in cloud.calls if c.method == "DELETE"]
+    assert kinds == [*NODE_DELETES, "disks", "imagekit"]  # no image was made
+    assert not report.failed
+
+
+def test_specialized_nodes_are_checked_without_a_login(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No key reached the guest: an ``ssh:`` check is made ``tcp:22``, and the run says so."""
+    seen: list[list[Any]] = []
+    monkeypatch.setattr(health, "wait_healthy", lambda t, checks, timeout: seen.append(checks))
+    monkeypatch.setattr(AzureProvider, "health_target", lambda self, node, run: node)
+    run = RunStore(env / "state").create("azure")
+    provider = azure(state_dir=env / "state")
+    checks = [health.SshCheck("true"), health.HttpCheck(80)]
+    provider.wait_healthy(["n"], checks, run, 1.0)  # type: ignore[list-item]
+    provider._os_state = vm.SPECIALIZED
+    provider.wait_healthy(["n"], checks, run, 1.0)  # type: ignore[list-item]
+    assert seen == [checks, [health.HttpCheck(80), health.TcpCheck(22)]]
+    assert [n for n in run.record.notes if "tcp:22" in n]

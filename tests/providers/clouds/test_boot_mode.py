@@ -8,7 +8,7 @@ import pytest
 
 from imagekit.providers.azure.arm import hyperv_generation
 from imagekit.providers.base import PreparedImage
-from imagekit.providers.gcp.api import guest_os_features
+from imagekit.providers.gcp.bodies import guest_os_features
 from imagekit.providers.openstack.glance import firmware_properties
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,9 +19,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from libcloud.compute.base import NodeImage
 
 from imagekit.convert import convert_image
-from imagekit.errors import ProviderError
+from imagekit.errors import ProviderError, UsageError
+from imagekit.guest.profile import GuestProfile
 from imagekit.providers.base import NodeRequest, PreparedImage, Resource
 from imagekit.providers.gcp import api
 from imagekit.providers.gcp.provider import GcpProvider
@@ -64,15 +67,20 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _op(name: str, scope: str = "global", error: dict[str, Any] | None = None) -> dict[str, Any]:
+def _op(
+    name: str,
+    scope: str = "global",
+    error: dict[str, Any] | list[dict[str, Any]] | None = None,
+    status: str = "DONE",
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "compute#operation",
         "name": name,
-        "status": "DONE",
+        "status": status,
         "selfLink": f"{API}/{scope}/operations/{name}",
     }
     if error:
-        body["error"] = {"errors": [error]}
+        body["error"] = {"errors": error if isinstance(error, list) else [error]}
     return body
 
 
@@ -141,7 +149,11 @@ SIZES = [
 
 
 def _routes(
-    cloud: Cloud, *, image_status: str = "READY", boot_error: dict[str, Any] | None = None
+    cloud: Cloud,
+    *,
+    image_status: str = "READY",
+    boot_error: dict[str, Any] | None = None,
+    image_error: list[dict[str, Any]] | None = None,
 ) -> None:
     cloud.route(
         "POST",
@@ -150,14 +162,8 @@ def _routes(
     )
     cloud.route("PUT", r"https://storage\.googleapis\.com/demo-images/", Reply(200, b""))
     cloud.route("DELETE", r"https://storage\.googleapis\.com/demo-images/", Reply(204, b""))
-    cloud.route("POST", COMPUTE + r"/global/images$", Reply(body=_op("op-image")))
-
-    # libcloud's ex_get_image (after the insert) lists the project's images, page by page.
-    def listing(call: Call) -> Reply:
-        inserted = [c.json()["name"] for c in cloud.find("POST", "/global/images")]
-        return Reply(body={"items": [_image(name, "PENDING") for name in inserted]})
-
-    cloud.route("GET", COMPUTE + r"/global/images\?", listing)
+    # images.insert answers a running operation; its look answers it done (or failed).
+    cloud.route("POST", COMPUTE + r"/global/images$", Reply(body=_op("op-image", status="RUNNING")))
     cloud.route(
         "GET",
         COMPUTE + r"/global/images/",
@@ -182,7 +188,14 @@ def _routes(
         ),
     )
     cloud.route(
-        "GET", COMPUTE + r"/global/operations/", lambda c: Reply(body=_op(c.path.rsplit("/", 1)[1]))
+        "GET",
+        COMPUTE + r"/global/operations/",
+        lambda c: Reply(
+            body=_op(
+                c.path.rsplit("/", 1)[1],
+                error=image_error if c.path.endswith("/op-image") else None,
+            )
+        ),
     )
     cloud.route(
         "GET",
@@ -223,7 +236,9 @@ def _routes(
         ),
     )
     cloud.route(
-        "POST", COMPUTE + r"/zones/[^/]+/instances$", Reply(body=_op("op-node", f"zones/{ZONE}"))
+        "POST",
+        COMPUTE + r"/zones/[^/]+/instances$",
+        Reply(body=_op("op-node", f"zones/{ZONE}", status="RUNNING")),
     )
     cloud.route("GET", COMPUTE + r"/zones/[^/]+/instances/[^/]+$", _instance)
     cloud.route(
@@ -264,16 +279,14 @@ def test_full_flow_upload_register_boot_health_teardown(
         f"GET {base}/zones/{ZONE}/machineTypes",  # size mapping, before the long work
         f"PUT /{BUCKET}/imagekit/{rid}/disk.tar.gz",
         f"POST {base}/global/images",
-        f"GET {base}/global/images",  # libcloud's lookup after the insert lists images
-        f"GET {base}/global/images/{image_name}",  # our poll: READY
+        f"GET {base}/global/operations/op-image",  # our poll of the insert: DONE, no error
+        f"GET {base}/global/images/{image_name}",  # READY
         f"GET {base}/global/networks/default",  # ex_create_firewall resolves the network
         f"POST {base}/global/firewalls",
         f"GET {base}/global/operations/op-fw",
         f"GET {base}/global/firewalls/{fw}",
-        f"GET {base}/global/networks/default",  # create_node resolves it (twice, in 3.9.1)
-        f"GET {base}/global/networks/default",
-        f"GET {base}/zones/{ZONE}/diskTypes/pd-balanced",
-        f"POST {base}/zones/{ZONE}/instances",
+        f"GET {base}/global/networks/default",  # libcloud reads the new rule's network
+        f"POST {base}/zones/{ZONE}/instances",  # our body: no lookups of network or disk type
         f"GET {base}/zones/{ZONE}/operations/op-node",
         f"GET {base}/zones/{ZONE}/instances/{node}",
         # Once the checks pass, the console is read for warnings (a fallback datasource…).
@@ -290,6 +303,10 @@ def test_full_flow_upload_register_boot_health_teardown(
     assert put.body == tar
     assert put.headers["Authorization"] == "Bearer ya29.test"
     assert put.headers["x-goog-hash"].startswith("md5=")
+    # The operation is read raw (every error kept), signed like every other call.
+    assert cloud.find("GET", "/operations/op-image")[0].headers["Authorization"] == (
+        "Bearer ya29.test"
+    )
     insert = cloud.find("POST", "/global/images")[0].json()
     assert insert["rawDisk"] == {
         "source": f"https://storage.googleapis.com/{BUCKET}/imagekit/{rid}/disk.tar.gz",
@@ -306,9 +323,27 @@ def test_full_flow_upload_register_boot_health_teardown(
     metadata = {i["key"]: i["value"] for i in boot_body["metadata"]["items"]}
     assert metadata["user-data"].startswith("#cloud-config")
     assert metadata["ssh-keys"].startswith("imagekit:ssh-ed25519 ")
-    disk = boot_body["disks"][0]["initializeParams"]
-    assert disk["diskType"].endswith("/diskTypes/pd-balanced")
-    assert disk["sourceImage"].endswith(f"/global/images/{image_name}")
+    assert boot_body["disks"] == [
+        {
+            "boot": True,
+            "autoDelete": True,
+            "type": "PERSISTENT",
+            "mode": "READ_WRITE",
+            "deviceName": node,
+            "initializeParams": {
+                "diskName": node,
+                "diskType": f"{API}/zones/{ZONE}/diskTypes/pd-balanced",
+                "sourceImage": f"{API}/global/images/{image_name}",
+            },
+        }
+    ]  # not inspected: no interface asked, GCE's default (SCSI) as before
+    assert boot_body["networkInterfaces"] == [
+        {
+            "network": f"{API}/global/networks/default",
+            "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}],
+        }
+    ]  # not inspected: no nicType, GCE's default (virtio-net)
+    assert "serviceAccounts" not in boot_body
     assert record.status == "healthy"
     assert [h["check"] for h in record.health] == [f"tcp:{listener}"]
     assert record.nodes[0].endpoints[0].host == "127.0.0.1"
@@ -392,3 +427,99 @@ def test_image_never_ready_is_a_timeout_naming_its_status() -> None:
         ProviderError, match="GCE image img-1 not ready in time \\(status PENDING\\)"
     ):
         api.wait_image_ready(driver, "img-1", time.monotonic() + 1, interval=5.0)
+
+
+def _guest(*drivers: str, boot_mode: str = "bios") -> GuestProfile:
+    return GuestProfile(boot_mode=boot_mode, drivers=frozenset(drivers))
+
+
+@pytest.mark.parametrize(
+    ("guest", "features", "nic", "interface"),
+    [
+        # gve in the guest: the image may be given gVNIC, and the instance asks for it.
+        (
+            _guest("virtio_scsi", "gve", "virtio_net", boot_mode="uefi"),
+            ["VIRTIO_SCSI_MULTIQUEUE", "UEFI_COMPATIBLE", "GVNIC"],
+            "GVNIC",
+            "SCSI",
+        ),
+        # No gve: no GVNIC feature, virtio-net asked for by name; nvme alone changes nothing
+        # on a family whose persistent disks are SCSI.
+        (
+            _guest("virtio_scsi", "virtio_net", "nvme"),
+            ["VIRTIO_SCSI_MULTIQUEUE"],
+            "VIRTIO_NET",
+            "SCSI",
+        ),
+    ],
+)
+def test_the_guests_drivers_choose_image_features_nic_and_disk_interface(
+    env: Path, gce_tar: Path, guest: GuestProfile, features: list[str], nic: str, interface: str
+) -> None:
+    runs = RunStore(env / "state")
+    prepared = replace(_prepared(gce_tar), guest=guest)
+    with recorded() as cloud:
+        _routes(cloud)
+        provider = gcp(state_dir=env / "state")
+        run = runs.create("gcp", settings=provider.settings)
+        size, _ = provider.choose_size(None, prepared)
+        image = provider.register_image(provider.upload(prepared, run), run)
+        provider.create_nodes(image, NodeRequest(1, size, "#cloud-config\n", (22,)), run)
+    insert = cloud.find("POST", "/global/images")[0].json()
+    assert insert["guestOsFeatures"] == [{"type": f} for f in features]
+    body = cloud.find("POST", "/instances")[0].json()
+    assert body["networkInterfaces"][0]["nicType"] == nic
+    assert body["disks"][0]["interface"] == interface
+    assert body["disks"][0]["initializeParams"]["diskType"].endswith("/diskTypes/pd-balanced")
+
+
+def test_a_failed_image_insert_quotes_every_error_of_its_operation(
+    env: Path, gce_tar: Path
+) -> None:
+    """globalOperations.get of a failed insert: status DONE with ``error.errors[]``."""
+    runs = RunStore(env / "state")
+    errors = [
+        {"code": "INVALID_USAGE", "message": "The disk image is not a valid tar.gz archive."},
+        {"code": "IMAGE_IMPORT_FAILED", "message": "disk.raw was not found in the archive."},
+    ]
+    with recorded() as cloud:
+        _routes(cloud, image_error=errors)
+        provider = gcp(state_dir=env / "state")
+        run = runs.create("gcp", settings=provider.settings)
+        uploaded = provider.upload(_prepared(gce_tar), run)
+        with pytest.raises(ProviderError) as info:
+            provider.register_image(uploaded, run)
+        report = provider.teardown(run)
+    assert str(info.value) == (
+        "GCE images.insert failed (operation op-image): [INVALID_USAGE] The disk image is not a "
+        "valid tar.gz archive.; [IMAGE_IMPORT_FAILED] disk.raw was not found in the archive."
+    )
+    # The image is never looked at once its operation failed; what was made is removed.
+    assert not cloud.find("GET", "/global/images/")
+    assert [r.kind for r in report.deleted] == ["image", "gcs-object"]
+
+
+def test_a_hyperdisk_family_asked_by_name_needs_a_guest_with_nvme_and_gve(
+    env: Path, gce_tar: Path
+) -> None:
+    n4 = {**SIZES[1], "name": "n4-standard-2", "id": "200"}
+    n4["selfLink"] = f"{API}/zones/{ZONE}/machineTypes/n4-standard-2"
+    with recorded() as cloud:
+        _routes(cloud)
+        cloud.route("GET", COMPUTE + r"/zones/[^/]+/machineTypes$", Reply(body={"items": [n4]}))
+        provider = gcp(state_dir=env / "state")
+        with pytest.raises(UsageError, match="n4-standard-2: the N4 family boots from Hyperdisk"):
+            provider.choose_size("n4-standard-2", _prepared(gce_tar))
+        able = replace(_prepared(gce_tar), guest=_guest("nvme", "gve"))
+        size, _ = provider.choose_size("n4-standard-2", able)
+        run = RunStore(env / "state").create("gcp", settings=provider.settings)
+        image = NodeImage("1", "img", provider.compute(), extra={"selfLink": f"{API}/x"})
+        provider.create_nodes(image, NodeRequest(1, size, "", (22,)), run)
+    body = cloud.find("POST", "/instances")[0].json()
+    assert body["machineType"] == n4["selfLink"]
+    disk = body["disks"][0]
+    assert (disk["interface"], disk["initializeParams"]["diskType"].rsplit("/", 1)[1]) == (
+        "NVME",
+        "hyperdisk-balanced",
+    )
+    assert body["networkInterfaces"][0]["nicType"] == "GVNIC"

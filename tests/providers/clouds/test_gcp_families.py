@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from libcloud.compute.base import NodeSize
 
+from imagekit.errors import UsageError
+from imagekit.guest.profile import GuestProfile
 from imagekit.providers.base import PreparedImage
 from imagekit.providers.gcp import families
 from imagekit.providers.sizes import choose_size
@@ -56,3 +58,45 @@ def test_architecture_from_what_export_recorded(metadata, arch):
 def test_the_general_purpose_families_rank_first():
     ranked = sorted(sizes(), key=families.rank)
     assert [families.family(s) for s in ranked[:3]] == ["e2", "n2", "n1"]
+
+
+def test_hyperdisk_families_open_only_to_a_guest_with_nvme_and_gve():
+    nvme_only = GuestProfile(drivers=frozenset({"nvme", "virtio_net"}))
+    both = GuestProfile(drivers=frozenset({"nvme", "gve"}))
+    assert "n4-standard-2" not in {s.id for s in families.usable(sizes(), "x86_64", nvme_only)}
+    assert {"n4-standard-2", "c4-standard-2"} <= {
+        s.id for s in families.usable(sizes(), "x86_64", both)
+    }
+    # Still general purpose first: a guest that could use N4 is not sent there on a tie.
+    size, _ = choose_size(families.usable(sizes(), "x86_64", both), None, "m5.large", families.rank)
+    assert size.id == "e2-standard-2"
+
+
+def _size(name: str) -> NodeSize:
+    return next(s for s in sizes() if s.id == name)
+
+
+@pytest.mark.parametrize(
+    ("size", "drivers", "expected"),
+    [
+        ("e2-standard-2", None, families.Attachment("pd-balanced", None, None)),
+        ("e2-standard-2", {"gve"}, families.Attachment("pd-balanced", "SCSI", "GVNIC")),
+        ("n1-standard-2", {"nvme"}, families.Attachment("pd-balanced", "SCSI", "VIRTIO_NET")),
+        ("t2a-standard-2", set(), families.Attachment("pd-balanced", "SCSI", "VIRTIO_NET")),
+        (
+            "c4a-standard-2",
+            {"nvme", "gve"},
+            families.Attachment("hyperdisk-balanced", "NVME", "GVNIC"),
+        ),
+    ],
+)
+def test_disk_type_interface_and_nic_follow_family_and_guest(size, drivers, expected):
+    guest = None if drivers is None else GuestProfile(drivers=frozenset(drivers))
+    assert families.attachment(_size(size), guest) == expected
+
+
+@pytest.mark.parametrize("drivers", [None, {"gve"}, {"nvme"}])
+def test_a_hyperdisk_family_is_refused_to_a_guest_without_both_drivers(drivers):
+    guest = None if drivers is None else GuestProfile(drivers=frozenset(drivers))
+    with pytest.raises(UsageError, match="N4 family"):
+        families.attachment(_size("n4-standard-2"), guest)

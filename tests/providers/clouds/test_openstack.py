@@ -11,6 +11,8 @@ uploaded bytes are compared with the converted image; health is a real TCP conne
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,9 +22,9 @@ import pytest
 from libcloud.compute.base import Node
 from libcloud.compute.types import NodeState
 
-from imagekit.errors import ProviderError
+from imagekit.errors import ProviderError, UsageError
 from imagekit.providers import health
-from imagekit.providers.base import NodeRequest
+from imagekit.providers.base import NodeRequest, PreparedImage
 from imagekit.providers.boot import BootOptions, boot
 from imagekit.providers.openstack import glance
 from imagekit.providers.openstack.provider import OpenStackProvider, RackspaceProvider
@@ -46,6 +48,7 @@ def _catalog(
         ("compute", "nova", nova),
         ("image", "glance", glance),
         ("network", "neutron", NEUTRON),
+        ("volumev3", "cinderv3", "https://cinder.example:8776/v3/proj1"),
     ]
     return [
         {
@@ -255,6 +258,13 @@ def os_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 openstack, rackspace = instant(OpenStackProvider), instant(RackspaceProvider)
 
 
+def _boot(make: Any, state: Path, disk: Path, runs: RunStore, **options: Any) -> None:
+    """A boot of ``disk`` expected to fail (the tests of this file that call it say how); no
+    guest stage, as in ``boot_and_teardown``: these are the HTTP flows."""
+    options = {"adapt": False, **options}
+    boot(make(state_dir=state), FileImageSource(disk), BootOptions(**options), runs)
+
+
 def _api(call: Call) -> bool:
     return "/auth/tokens" not in call.url and "/tokens" not in call.path
 
@@ -297,6 +307,7 @@ def test_openstack_full_flow(os_env: Path, test_disk: Path, listener: int) -> No
         "visibility": "private",
         "min_disk": 1,
         "imagekit_run": rid,
+        "architecture": "x86_64",
     }
     upload = cloud.find("PUT", "/file")[0]
     assert upload.headers["Content-Type"] == "application/octet-stream"
@@ -456,13 +467,15 @@ def _rackspace(cloud: Cloud, task: Reply) -> None:
     cloud.route("DELETE", RAX_NOVA + r"/servers/srv-1$", Reply(204, b""))
 
 
+TASK_DONE = Reply(200, {"id": "task-1", "status": "success", "result": {"image_id": "img-9"}})
+
+
 def test_rackspace_full_flow_imports_the_vhd_from_cloud_files(
     rax_env: Path, test_disk: Path, listener: int
 ) -> None:
     runs = RunStore(rax_env / "state")
-    done = Reply(200, {"id": "task-1", "status": "success", "result": {"image_id": "img-9"}})
     with recorded() as cloud:
-        _rackspace(cloud, done)
+        _rackspace(cloud, TASK_DONE)
         record, vhd, report = boot_and_teardown(
             rackspace, runs, FileImageSource(test_disk), listener, image="disk.vhd", size="m1.small"
         )
@@ -566,3 +579,352 @@ def test_console_output_comes_from_nova_and_yields_the_host_keys(os_env: Path) -
     action = cloud.find("POST", "/servers/srv-1/action")
     assert [c.json() for c in action] == [{"os-getConsoleOutput": {"length": None}}] * 2
     assert refused is None
+
+
+# --- interoperable image import, min_disk and boot from volume --------------------------------
+
+CINDER = "https://cinder.example:8776/v3/proj1"
+INFO_IMPORT = {
+    "import-methods": {
+        "description": "Import methods available.",
+        "type": "array",
+        "value": ["glance-direct", "web-download"],
+    }
+}
+
+
+def _refusing_direct_upload(cloud: Cloud, image_states: tuple[dict[str, Any], ...]) -> None:
+    """Glance with the upload policy off: PUT /file is 403, the import flow is offered."""
+    cloud.route(
+        "PUT",
+        GLANCE + r"/v2/images/img-1/file$",
+        Reply(403, {"forbidden": {"message": "Not allowed to upload image data", "code": 403}}),
+    )
+    cloud.route("GET", GLANCE + r"/v2/info/import$", Reply(200, INFO_IMPORT))
+    cloud.route("PUT", GLANCE + r"/v2/images/img-1/stage$", Reply(204, b""))
+    cloud.route("POST", GLANCE + r"/v2/images/img-1/import$", Reply(202, b""))
+    cloud.route(
+        "GET",
+        GLANCE + r"/v2/images/img-1$",
+        *[Reply(200, {"id": "img-1", "name": "n", **state}) for state in image_states],
+    )
+
+
+def _glance_calls(cloud: Cloud) -> list[str]:
+    return [str(c) for c in cloud.calls if "glance.example" in c.url]
+
+
+def test_a_refused_direct_upload_goes_through_the_import_flow(
+    os_env: Path, test_disk: Path, listener: int
+) -> None:
+    runs = RunStore(os_env / "state")
+    states = ({"status": "importing"}, {"status": "active"})
+    with recorded() as cloud:
+        _openstack(cloud)
+        _refusing_direct_upload(cloud, states)
+        record, qcow2, report = boot_and_teardown(
+            openstack, runs, FileImageSource(test_disk), listener, image="disk.qcow2"
+        )
+    assert _glance_calls(cloud) == [
+        "POST /v2/images",
+        "PUT /v2/images/img-1/file",  # 403: this cloud takes data only through import
+        "GET /v2/info/import",  # glance-direct is offered
+        "PUT /v2/images/img-1/stage",
+        "POST /v2/images/img-1/import",
+        "GET /v2/images/img-1",  # importing
+        "GET /v2/images/img-1",  # active
+        "DELETE /v2/images/img-1",
+    ]
+    stage = cloud.find("PUT", "/stage")[0]
+    assert stage.headers["Content-Type"] == "application/octet-stream"
+    assert stage.body == qcow2
+    assert cloud.find("POST", "/import")[0].json() == {"method": {"name": "glance-direct"}}
+    assert any("glance-direct" in n for n in record.notes)
+    assert record.status == "healthy" and not report.failed
+
+
+def test_a_failed_import_quotes_the_import_task_and_removes_the_image(
+    os_env: Path, test_disk: Path
+) -> None:
+    """Glance reverts a failed import to ``queued``, names the store in
+    ``os_glance_failed_import`` and keeps the reason in the image's task (API 2.12)."""
+    runs = RunStore(os_env / "state")
+    states = (
+        {"status": "importing"},
+        {"status": "queued", "os_glance_failed_import": "ceph"},
+    )
+    task = {
+        "id": "task-7",
+        "type": "api_image_import",
+        "status": "failure",
+        "message": "Image format qcow2 with a backing file is not allowed",
+        "updated_at": "2026-01-01T00:00:05Z",
+    }
+    with recorded() as cloud:
+        _openstack(cloud)
+        _refusing_direct_upload(cloud, states)
+        cloud.route("GET", GLANCE + r"/v2/images/img-1/tasks$", Reply(200, {"tasks": [task]}))
+        with pytest.raises(ProviderError) as info:
+            _boot(openstack, os_env / "state", test_disk, runs)
+    assert info.value.message.startswith(
+        "Glance import of image img-1 to store ceph failed: Image format qcow2 with a backing "
+        "file is not allowed"
+    )
+    assert "torn down" in str(info.value)
+    assert [str(c) for c in cloud.calls if c.method == "DELETE"] == ["DELETE /v2/images/img-1"]
+
+
+def test_a_refused_upload_without_glance_direct_is_a_clear_error(
+    os_env: Path, test_disk: Path
+) -> None:
+    runs = RunStore(os_env / "state")
+    with recorded() as cloud:
+        _openstack(cloud)
+        _refusing_direct_upload(cloud, ({"status": "queued"},))
+        only_web = {"import-methods": {"type": "array", "value": ["web-download"]}}
+        cloud.route("GET", GLANCE + r"/v2/info/import$", Reply(200, only_web))
+        with pytest.raises(ProviderError, match="refused the direct upload") as info:
+            _boot(openstack, os_env / "state", test_disk, runs)
+    assert info.value.hint == "the cloud's import methods: web-download"
+    assert not cloud.find("PUT", "/stage")
+
+
+def test_image_upload_import_skips_the_direct_upload(
+    os_env: Path, test_disk: Path, monkeypatch: pytest.MonkeyPatch, listener: int
+) -> None:
+    monkeypatch.setenv("IMAGEKIT_OS_IMAGE_UPLOAD", "import")
+    runs = RunStore(os_env / "state")
+    with recorded() as cloud:
+        _openstack(cloud)
+        _refusing_direct_upload(cloud, ({"status": "active"},))
+        boot_and_teardown(openstack, runs, FileImageSource(test_disk), listener, image="disk.qcow2")
+    assert not cloud.find("PUT", "/file")
+    assert cloud.find("PUT", "/stage") and cloud.find("POST", "/import")
+
+
+def test_image_upload_must_be_a_known_mode(os_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEKIT_OS_IMAGE_UPLOAD", "web-download")
+    with pytest.raises(UsageError, match="image_upload 'web-download': use one of auto"):
+        openstack(state_dir=os_env / "state")
+
+
+BFV_FLAVORS = {
+    "flavors": [
+        {"id": fid, "name": fid, "ram": 8192, "vcpus": 2, "disk": disk, "links": [], "swap": ""}
+        for fid, disk in [("gp.small-disk", 20), ("gp.volume", 0), ("gp.big-disk", 40)]
+    ]
+}
+
+
+def _big_image(path: Path, architecture: str = "x86_64") -> PreparedImage:
+    """A 30 GiB disk as far as flavor choice is concerned (the file is the small test disk)."""
+    metadata = {"instance_type": "m5.large", "architecture": architecture}
+    return PreparedImage(path, "qcow2", "db", "img", 30 << 30, metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    ("flavors", "chosen"),
+    [
+        # 2 vCPU / 8 GiB all three: the 20 GiB disk is too small for a 30 GiB image; the local
+        # 40 GiB disk outranks the volume boot on the tie.
+        (BFV_FLAVORS, "gp.big-disk"),
+        ({"flavors": BFV_FLAVORS["flavors"][:2]}, "gp.volume"),
+    ],
+)
+def test_flavors_are_chosen_by_min_disk(
+    os_env: Path, test_disk: Path, flavors: dict[str, Any], chosen: str
+) -> None:
+    with recorded() as cloud:
+        _openstack(cloud)
+        cloud.route("GET", NOVA + r"/flavors/detail", Reply(200, flavors))
+        size, _ = openstack(state_dir=os_env / "state").choose_size(None, _big_image(test_disk))
+    assert size.id == chosen
+
+
+def test_a_named_flavor_smaller_than_the_image_is_refused(os_env: Path, test_disk: Path) -> None:
+    with recorded() as cloud:
+        _openstack(cloud)
+        cloud.route("GET", NOVA + r"/flavors/detail", Reply(200, BFV_FLAVORS))
+        with pytest.raises(UsageError, match=r"gp\.small-disk: its 20 GiB root disk is smaller"):
+            openstack(state_dir=os_env / "state").choose_size(
+                "gp.small-disk", _big_image(test_disk)
+            )
+
+
+def test_a_diskless_flavor_boots_from_a_volume_recorded_for_teardown(
+    os_env: Path, test_disk: Path
+) -> None:
+    runs = RunStore(os_env / "state")
+    prepared = _big_image(test_disk, architecture="arm64")
+    attached = {"os-extended-volumes:volumes_attached": [{"id": "vol-1"}]}
+    with recorded() as cloud:
+        _openstack(cloud)
+        cloud.route(
+            "GET", NOVA + r"/flavors/detail", Reply(200, {"flavors": BFV_FLAVORS["flavors"][1:2]})
+        )
+        server = _server("ACTIVE").body["server"] | attached
+        cloud.route(
+            "GET",
+            NOVA + r"/servers/srv-1$",
+            Reply(200, {"server": server}),
+            Reply(200, {"server": server}),
+            Reply(404, {"itemNotFound": {"message": "gone", "code": 404}}),
+        )
+        cloud.route(
+            "DELETE",
+            CINDER + r"/volumes/vol-1$",
+            Reply(404, {"itemNotFound": {"message": "Volume vol-1 could not be found."}}),
+        )
+        provider = openstack(state_dir=os_env / "state")
+        run = runs.create("openstack", settings=provider.settings)
+        size, _ = provider.choose_size(None, prepared)
+        uploaded = provider.upload(prepared, run)
+        image = provider.register_image(uploaded, run)
+        provider.create_nodes(image, NodeRequest(1, size, "#cloud-config\n", (22,)), run)
+        kinds = [r.kind for r in runs.open(run.run_id).record.resources]
+        report = provider.teardown(run)
+    create = cloud.find("POST", "/v2/images")[0].json()
+    assert (create["min_disk"], create["architecture"]) == (30, "aarch64")
+    server_body = cloud.find("POST", "/servers")[0].json()["server"]
+    assert server_body["flavorRef"] == "gp.volume"
+    assert server_body["block_device_mapping_v2"] == [
+        {
+            "boot_index": 0,
+            "uuid": "img-1",
+            "source_type": "image",
+            "destination_type": "volume",
+            "volume_size": 30,
+            "delete_on_termination": True,
+        }
+    ]
+    assert not server_body.get("imageRef")  # the volume is the root, not the image
+    # The volume is recorded before its server, so the server goes first and takes it along.
+    assert kinds == ["image", "security-group", "volume", "node", "floating-ip"]
+    deletes = [str(c) for c in cloud.calls if c.method == "DELETE"]
+    assert deletes == [
+        "DELETE /v2.0/floatingips/fip-1",
+        "DELETE /v2.1/proj1/servers/srv-1",
+        "DELETE /v3/proj1/volumes/vol-1",  # gone with its server: "already gone"
+        "DELETE /v2.0/security-groups/sg-1",
+        "DELETE /v2/images/img-1",
+    ]
+    assert [r.kind for r in report.already_gone] == ["volume"] and not report.failed
+
+
+def test_the_project_domain_is_a_setting(os_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keystone v3 password auth scoped to the project by name within the domain named here."""
+    monkeypatch.setenv("OS_PROJECT_DOMAIN_ID", "dr-domain")
+    with recorded() as cloud:
+        _openstack(cloud)
+        provider = openstack(state_dir=os_env / "state")
+        provider.list_sizes()
+        default = openstack(state_dir=os_env / "state", settings={"project_domain": "default"})
+        default.list_sizes()
+    scopes = [c.json()["auth"]["scope"] for c in cloud.find("POST", "/v3/auth/tokens")]
+    assert scopes == [
+        {"project": {"name": "proj1", "domain": {"id": "dr-domain"}}},
+        {"project": {"name": "proj1", "domain": {"id": "default"}}},
+    ]
+    assert provider.settings["project_domain"] == "dr-domain"  # recorded for teardown
+
+
+# --- rackspace: images above one Cloud Files object go up as a static large object -----------
+
+SEGMENT = 24 << 20  # the 64 MiB test disk's VHD in three segments: 24 + 24 + 16 MiB + 512
+
+
+class SmallObjects(RackspaceProvider):
+    """Rackspace with Cloud Files' 5 GiB object limit and 1 GiB segments scaled down, so that
+    the test disk takes the segmented path (the HTTP is recorded, as above)."""
+
+    object_limit = 1 << 20
+    segment_size = SEGMENT
+
+
+def _swift_put(call: Call) -> Reply:
+    """Swift's answer to an object PUT: 201 with the body's MD5 as ETag (a manifest PUT answers
+    the MD5 of the segments' ETags, quoted)."""
+    if call.query.get("multipart-manifest") == "put":
+        etags = "".join(entry["etag"] for entry in json.loads(call.body))
+        return Reply(201, b"", {"ETag": f'"{hashlib.md5(etags.encode()).hexdigest()}"'})
+    return Reply(201, b"", {"ETag": hashlib.md5(call.body).hexdigest()})
+
+
+def _files_calls(cloud: Cloud) -> list[str]:
+    def show(c: Call) -> str:
+        manifest = c.query.get("multipart-manifest")
+        return f"{c} ?multipart-manifest={manifest}" if manifest else str(c)
+
+    return [show(c) for c in cloud.calls if "clouddrive" in c.url]
+
+
+def test_rackspace_uploads_a_large_image_as_a_static_large_object(
+    rax_env: Path, test_disk: Path, listener: int
+) -> None:
+    runs = RunStore(rax_env / "state")
+    with recorded() as cloud:
+        _rackspace(cloud, TASK_DONE)
+        cloud.route("PUT", RAX_FILES + r"/imagekit/", _swift_put)
+        cloud.route(
+            "DELETE",
+            RAX_FILES + r"/imagekit/[^?]+\.segments/",
+            # gone with their manifest
+            Reply(404, b"<html><h1>Not Found</h1></html>", {"Content-Type": "text/html"}),
+        )
+        record, vhd, report = boot_and_teardown(
+            instant(SmallObjects),
+            runs,
+            FileImageSource(test_disk),
+            listener,
+            image="disk.vhd",
+            size="m1.small",
+        )
+    rid = record.run_id
+    obj = f"/v1/MossoCloudFS_abc/imagekit/{rid}.vhd"
+    assert _files_calls(cloud) == [
+        f"PUT {obj}.segments/00000",
+        f"PUT {obj}.segments/00001",
+        f"PUT {obj}.segments/00002",
+        f"PUT {obj} ?multipart-manifest=put",
+        # teardown, newest first: the manifest takes its segments along
+        f"DELETE {obj} ?multipart-manifest=delete",
+        f"DELETE {obj}.segments/00002",
+        f"DELETE {obj}.segments/00001",
+        f"DELETE {obj}.segments/00000",
+    ]
+    pieces = [c for c in cloud.calls if ".segments/" in c.path and c.method == "PUT"]
+    assert [len(p.body) for p in pieces] == [SEGMENT, SEGMENT, len(vhd) - 2 * SEGMENT]
+    assert b"".join(p.body for p in pieces) == vhd
+    assert all(p.headers["Content-Length"] == str(len(p.body)) for p in pieces)
+    manifest = cloud.find("PUT", f"/imagekit/{rid}.vhd")[-1]
+    assert manifest.headers["Content-Type"] == "application/json"
+    assert json.loads(manifest.body) == [
+        {
+            "path": f"/imagekit/{rid}.vhd.segments/{i:05d}",
+            "etag": hashlib.md5(p.body).hexdigest(),
+            "size_bytes": len(p.body),
+        }
+        for i, p in enumerate(pieces)
+    ]
+    # The import task reads the manifest's name: Swift serves it as the whole VHD.
+    task = cloud.find("POST", "/v2/tasks")[0].json()
+    assert task["input"]["import_from"] == f"imagekit/{rid}.vhd"
+    assert any("static large object of 3 segments" in n for n in record.notes)
+    assert [str(r) for r in report.already_gone] == [
+        f"object {rid}.vhd.segments/{i:05d}" for i in (2, 1, 0)
+    ]
+    assert not report.failed and runs.list() == []
+
+
+def test_a_segment_stored_with_another_etag_is_an_error(rax_env: Path, test_disk: Path) -> None:
+    runs = RunStore(rax_env / "state")
+    with recorded() as cloud:
+        _rackspace(cloud, Reply(200, {"id": "task-1", "status": "processing"}))
+        cloud.route("PUT", RAX_FILES + r"/imagekit/", Reply(201, b"", {"ETag": "0" * 32}))
+        with pytest.raises(ProviderError, match=r"with ETag 0+, not its MD5"):
+            _boot(instant(SmallObjects), rax_env / "state", test_disk, runs, size="m1.small")
+    assert not [c for c in cloud.calls if c.query.get("multipart-manifest") == "put"]
+    # The one segment sent is deleted again with the failed boot.
+    assert [str(c) for c in cloud.calls if c.method == "DELETE"] == [
+        f"DELETE {cloud.find('PUT', '.segments/00000')[0].path}"
+    ]
