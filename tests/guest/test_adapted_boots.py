@@ -89,7 +89,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
         results = {name: future.result() for name, future in futures.items()}
     for name, o in results.items():
         adapt_s = o.record.stages.get("adapt") if o.record else None
-        print(f"{name}: {'healthy' if o.record else 'failed'} in {o.seconds:.0f} s, adapt {adapt_s}")
+        verdict = "healthy" if o.record else "failed"
+        print(f"{name}: {verdict} in {o.seconds:.0f} s, adapt {adapt_s} s")
     assert imagekit_namespaces() == namespaces
     return results
 
@@ -102,7 +103,8 @@ def test_the_ec2_ami_adapted_boots_healthy(outcomes: dict[str, Outcome], name: s
     target = CASES[name].provider
     changes = [a["change"] for a in record.guest["applied"]]
     assert changes == [f"write {DATASOURCE_DROP_IN}: cloud-init datasources for {target}"]
-    assert any(n.startswith(f"adapted for {target}: write {DATASOURCE_DROP_IN}") for n in record.notes)
+    noted = f"adapted for {target}: write {DATASOURCE_DROP_IN}"
+    assert any(n.startswith(noted) for n in record.notes)
     assert record.stages["adapt"] > 0
     assert outcome.source_unchanged
 
