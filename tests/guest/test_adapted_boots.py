@@ -150,7 +150,8 @@ def test_inspect_reads_a_real_guest(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "--disk", str(disk), "--format", "raw", "--json"]) == 0
     doc: dict[str, Any] = json.loads(capsys.readouterr().out)
     facts = doc["facts"]
-    assert (facts["os_type"], facts["distro"], facts["architecture"]) == ("linux", "debian", "x86_64")
+    assert (facts["os_type"], facts["distro"]) == ("linux", "debian")
+    assert facts["architecture"] == "x86_64"
     assert facts["boot_mode"] == "uefi" and facts["partition_table"] == "gpt"
     assert facts["cloud_init"]["datasources"] == ["GCE", "None"]
     (kernel,) = facts["kernels"]
