@@ -230,6 +230,7 @@ def seed_ami(
     *,
     tags: Mapping[str, str] | None = None,
     boot_mode: str = "legacy-bios",
+    architecture: str = "x86_64",
     workers: int = DEFAULT_WORKERS,
 ) -> SeededAmi:
     """Upload every volume (root first) and register the AMI over them."""
@@ -247,7 +248,15 @@ def seed_ami(
         )
         for spec in volumes
     ]
-    return register_ami(ec2, name, snapshots, specs=volumes, tags=tags, boot_mode=boot_mode)
+    return register_ami(
+        ec2,
+        name,
+        snapshots,
+        specs=volumes,
+        tags=tags,
+        boot_mode=boot_mode,
+        architecture=architecture,
+    )
 
 
 def seed_next_ami(
