@@ -112,7 +112,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], str, bool, bool], ...] = (
         False,
     ),
 )
-_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# CSI sequences (colours, cursor moves) and the two-byte ones systemd's status lines start
+# with (ESC M, reverse index, to redraw its "Job … running" spinner).
+_ESCAPES = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[@-Z\\\]^_])")
 # cloud-init's table of NICs ("Net device info", printed once the network is up) and the
 # guest's own words that it has none: ifupdown's unit failing (systemd shortens long status
 # lines with "…"), the kernel refusing a connection for want of a route.

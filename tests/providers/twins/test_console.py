@@ -111,8 +111,8 @@ NET_TABLE = (
 )
 NETWORKING_FAILED = (
     "         Starting networking.service - Raise network interfaces...\n"
-    "[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mnetworking…ce\x1b[0m - Raise network "
-    "interfaces.\n"
+    "\x1bM[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mnetworking…ce\x1b[0m - Raise "
+    "network interfaces.\n"
 )
 UNREACHABLE = (
     "[   31.553417] cloud-init[275]: 2026-12-02 13:58:28,302 - url_helper.py[WARNING]: Calling "
@@ -168,6 +168,7 @@ def test_no_address_on_any_nic_is_settled_and_explains_the_fallback():
     assert [f.code for f in findings][:2] == ["no-address", "fallback-datasource"]
     assert findings[0].settled and not findings[0].fatal
     assert "none on eth0" in findings[0].message
+    assert findings[0].line == "[FAILED] Failed to start networking…ce - Raise network interfaces."
     assert cause(findings).startswith("the guest has no network address")
 
 
