@@ -176,6 +176,17 @@ def write_child_snapshot(
     return SeededSnapshot(snapshot_id, parent.volume_size_gib, written, parent.snapshot_id)
 
 
+def read_snapshot(ebs: Any, snapshot_id: str) -> dict[int, bytes]:
+    """Every written block of a snapshot (index → data), read back through the EBS direct API."""
+    blocks = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
+    return {
+        b["BlockIndex"]: ebs.get_snapshot_block(
+            SnapshotId=snapshot_id, BlockIndex=b["BlockIndex"], BlockToken=b["BlockToken"]
+        )["BlockData"].read()
+        for b in blocks
+    }
+
+
 def register_ami(
     ec2: Any,
     name: str,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from testbed.debian.guests import debian_guest, seed_guest_ami
-from testbed.seed_ami import BLOCK_SIZE, pattern_block
+from testbed.seed_ami import BLOCK_SIZE, pattern_block, read_snapshot
 
 pytestmark = pytest.mark.slow  # the AWS emulator
 
@@ -22,16 +22,6 @@ def _stand_ins(out: Path, variant: str) -> dict[Path, bytes]:
         disk.write_bytes(data)
         written[disk] = data
     return written
-
-
-def _read(ebs: Any, snapshot_id: str) -> dict[int, bytes]:
-    blocks = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
-    return {
-        b["BlockIndex"]: ebs.get_snapshot_block(
-            SnapshotId=snapshot_id, BlockIndex=b["BlockIndex"], BlockToken=b["BlockToken"]
-        )["BlockData"].read()
-        for b in blocks
-    }
 
 
 def test_a_guest_with_a_data_volume_becomes_a_two_volume_ami(
@@ -46,7 +36,7 @@ def test_a_guest_with_a_data_volume_becomes_a_two_volume_ami(
     devices = [m["DeviceName"] for m in image["BlockDeviceMappings"]]
     assert devices == ["/dev/xvda", "/dev/sdf"]
     for (_, snap), disk in zip(ami.volumes, guest.disks, strict=True):
-        blocks = _read(ebs, snap.snapshot_id)
+        blocks = read_snapshot(ebs, snap.snapshot_id)
         assert sorted(blocks) == [0, 4]  # the zero blocks between stay unwritten
         assert blocks[0] == written[disk][:BLOCK_SIZE]
         assert blocks[4].rstrip(b"\0") == b"end"
