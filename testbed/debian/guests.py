@@ -8,6 +8,9 @@ AMI maps them::
     guest = debian_guest("ec2-nvme")
     source = GuestDisksSource(guest)            # boot both disks as files (providers.boot)
     ami = seed_guest_ami(ebs, ec2, guest)       # or export them through the emulator
+
+A root disk holds ~940 non-zero 512 KiB blocks (~470 MiB): seeding ``ec2-nvme`` took 5 s here
+and left moto (which keeps blocks in RAM, for the session) at ~670 MiB resident.
 """
 
 from __future__ import annotations
