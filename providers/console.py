@@ -4,7 +4,8 @@ A health check alone says only "SSH refused the key"; the console says why — c
 no datasource it trusts and fell back to none, the kernel found no root, the guest panicked.
 Each finding is one of three kinds:
 
-- ``fatal``: the guest cannot recover (a panic, no root device): the boot fails at once;
+- ``fatal``: the guest cannot recover (a panic, no root device, emergency mode): the boot fails
+  at once;
 - ``settled``: cloud-init has finished without the cloud's data (fallback datasource): no key or
   user-data will come any more, so the checks get ``SETTLE_GRACE`` seconds, not the whole
   deadline;
@@ -23,6 +24,16 @@ SETTLE_GRACE = 30.0  # seconds after a settled finding: sshd may still be restar
 # after "Booting from Hard Disk..." means the disk's boot code never ran.
 STALL_AFTER = 90.0
 _HANDOVER = re.compile(r"^Booting from (Hard Disk|DVD/CD|Floppy)\b")
+# systemd's words (252, Debian 12; older ones print the mount point alone) for a boot that
+# stopped in emergency mode, and for the mounts and devices that sent it there.
+_EMERGENCY = re.compile(
+    r"You are in emergency mode|Reached target emergency\.target|Starting emergency\.service"
+    r"|Cannot open access to console, the root account is locked"
+)
+_MOUNT_FAILED = re.compile(r"Dependency failed for (?:\S+\.mount - )?(/\S*?)\.?\s*$", re.MULTILINE)
+_DEVICE_TIMEOUT = re.compile(
+    r"Timed out waiting for device (?:\S+\.device - )?(/dev/\S+?)\.?\s*$", re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,16 @@ _RULES: tuple[tuple[str, re.Pattern[str], str, bool, bool], ...] = (
         False,
     ),
 )
-_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# CSI sequences (colours, cursor moves) and the two-byte ones systemd's status lines start
+# with (ESC M, reverse index, to redraw its "Job … running" spinner).
+_ESCAPES = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[@-Z\\\]^_])")
+# cloud-init's table of NICs ("Net device info", printed once the network is up) and the
+# guest's own words that it has none: ifupdown's unit failing (systemd shortens long status
+# lines with "…"), the kernel refusing a connection for want of a route.
+_NET_TABLE = re.compile(r"ci-info: \+{3,}Net device info\+{3,}")
+# Device, Up, Address, Mask, Scope: a link-local address (scope "link") reaches nothing.
+_NET_ROW = re.compile(r"ci-info: \|\s*(\S+)\s*\|\s*(True|False)\s*\|" + r"\s*(\S+)\s*\|" * 3)
+_NET_FAILED = re.compile(r"Failed to start networking(\.service|…)|Network is unreachable")
 # cloud-init's final message names the datasource it used: a real one means signs seen on the
 # way (GCE's local stage cannot resolve the metadata name before DHCP has set DNS) were passing.
 _FOUND = re.compile(r"Datasource DataSource(?!None\b)\w+")
@@ -129,18 +149,87 @@ def diagnose(console: str | None, idle: float = 0.0, passed: bool = False) -> li
                 fatal=True,
             )
         )
+    emergency = _emergency(text)
+    if emergency is not None:
+        found.append(emergency)
     succeeded = passed or _FOUND.search(text) is not None
+    unreachable = None if succeeded else _no_address(text)
+    if unreachable is not None:
+        found.append(unreachable)
     for code, pattern, message, fatal, settled in _RULES:
         if succeeded and code in _PASSING:
             continue
         match = pattern.search(text)
         if match is None:
             continue
-        start = text.rfind("\n", 0, match.start()) + 1
-        end = text.find("\n", match.end())
-        line = text[start : end if end >= 0 else len(text)].strip()[:200]
-        found.append(Finding(code, message, line, fatal, settled))
+        found.append(Finding(code, message, _line_at(text, match), fatal, settled))
     return found
+
+
+def _line_at(text: str, match: re.Match[str]) -> str:
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    return text[start : end if end >= 0 else len(text)].strip()[:200]
+
+
+def _emergency(text: str) -> Finding | None:
+    """Emergency mode, naming what sent the guest there: a mount whose device never appeared
+    (fstab by an AWS device name, without nofail) is the common case off AWS."""
+    entered = _EMERGENCY.search(text)
+    if entered is None:
+        return None
+    failed = list(_MOUNT_FAILED.finditer(text))
+    timed_out = list(_DEVICE_TIMEOUT.finditer(text))
+    if not failed and not timed_out:
+        return Finding(
+            "emergency-mode",
+            "the guest stopped in emergency mode (a unit the boot needs failed; the console "
+            "before this line names it): nothing will start, SSH included",
+            _line_at(text, entered),
+            fatal=True,
+        )
+    what = ", ".join(dict.fromkeys(m.group(1) for m in failed)) or "a mount"
+    devices = ", ".join(dict.fromkeys(m.group(1) for m in timed_out))
+    waited = f" (timed out waiting for {devices})" if devices else ""
+    return Finding(
+        "emergency-mode",
+        f"the guest stopped in emergency mode: {what} could not be mounted{waited}. A mount in "
+        "/etc/fstab names a device this cloud does not have: mount by UUID or add nofail — "
+        "`imagekit boot` adapts this unless --no-adapt",
+        _line_at(text, (failed or timed_out)[0]),  # the mount point, when systemd named it
+        fatal=True,
+    )
+
+
+def _no_address(text: str) -> Finding | None:
+    """A guest whose NICs all came up without an address, and that says it has no network:
+    nothing can reach it, nor it the metadata. Settled, and ranked before the fallback
+    datasource it leads to (that one is only the consequence)."""
+    table = _NET_TABLE.search(text)
+    failed = _NET_FAILED.search(text)
+    if table is None or failed is None:
+        return None
+    nics: dict[str, bool] = {}
+    for line in text[table.end() :].splitlines()[1:]:
+        if "ci-info: +" in line and "Net device info" not in line and nics:
+            break  # the table's closing border
+        row = _NET_ROW.search(line)
+        if row is None or row.group(1) in ("lo", "Device"):
+            continue
+        routable = row.group(3) != "." and row.group(5) not in ("link", "host")
+        nics[row.group(1)] = nics.get(row.group(1), False) or routable
+    if not nics or any(nics.values()):
+        return None
+    down = ", ".join(nics)
+    return Finding(
+        "no-address",
+        f"the guest has no network address (none on {down}): its network "
+        "configuration names another machine's NIC (a MAC-pinned udev rule, netplan or ifcfg "
+        "entry, or an interface name this cloud does not give) — `imagekit boot` adapts this "
+        "unless --no-adapt",
+        _line_at(text, failed),
+        settled=True,
+    )
 
 
 def cause(findings: list[Finding]) -> str | None:

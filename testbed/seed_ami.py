@@ -176,6 +176,17 @@ def write_child_snapshot(
     return SeededSnapshot(snapshot_id, parent.volume_size_gib, written, parent.snapshot_id)
 
 
+def read_snapshot(ebs: Any, snapshot_id: str) -> dict[int, bytes]:
+    """Every written block of a snapshot (index → data), read back through the EBS direct API."""
+    blocks = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
+    return {
+        b["BlockIndex"]: ebs.get_snapshot_block(
+            SnapshotId=snapshot_id, BlockIndex=b["BlockIndex"], BlockToken=b["BlockToken"]
+        )["BlockData"].read()
+        for b in blocks
+    }
+
+
 def register_ami(
     ec2: Any,
     name: str,
@@ -230,6 +241,7 @@ def seed_ami(
     *,
     tags: Mapping[str, str] | None = None,
     boot_mode: str = "legacy-bios",
+    architecture: str = "x86_64",
     workers: int = DEFAULT_WORKERS,
 ) -> SeededAmi:
     """Upload every volume (root first) and register the AMI over them."""
@@ -247,7 +259,15 @@ def seed_ami(
         )
         for spec in volumes
     ]
-    return register_ami(ec2, name, snapshots, specs=volumes, tags=tags, boot_mode=boot_mode)
+    return register_ami(
+        ec2,
+        name,
+        snapshots,
+        specs=volumes,
+        tags=tags,
+        boot_mode=boot_mode,
+        architecture=architecture,
+    )
 
 
 def seed_next_ami(

@@ -10,25 +10,50 @@
     azure-waagent  no cloud-init: the Linux agent (waagent) provisions, as on images without it
     openstack  cloud-init with ConfigDrive and OpenStack (Debian's OpenStack image)
 
+and the "customer AMIs": ``ec2`` with one defect each that real AMIs carry off AWS:
+
+    ec2-macpin    the network pinned to the EC2 NIC's MAC: cloud-init's network configuration
+                  disabled, a persistent-net udev rule naming that MAC ``ens5`` and an ifupdown
+                  stanza for ``ens5``; elsewhere the NIC has another MAC, stays ``eth0`` and gets
+                  no address (Debian 12 has no netplan unless installed: ifupdown is its stack)
+    ec2-nvme      a second EBS volume, ``ec2-nvme.data.raw`` (64 MiB, one ext4 filesystem with
+                  ``imagekit-data.txt``, no label, a fixed UUID), in fstab as ``/dev/nvme1n1
+                  /data`` without ``nofail``: elsewhere that name does not exist, systemd waits
+                  90 s for it and drops to emergency mode
+    ec2-hostonly  an initramfs built host-only for Nitro (initramfs-tools ``MODULES=list`` with
+                  ``nvme`` and ``ena``) by the guest's own ``update-initramfs``: no virtio_blk,
+                  virtio_scsi or hv_storvsc, so the root is found only on NVMe disks. Debian's
+                  cloud kernel builds those three as modules and nvme and ext4 in (its
+                  ``/boot/config-*``), so the cloud kernel shows the defect as it is
+    ec2-uefi      ``ec2`` on a GPT disk that boots only through UEFI, as ``gce-uefi``
+
+Each writes ``<variant>.json`` beside its disk: the disk files, filesystem UUIDs and the AMI's
+boot mode and architecture (``testbed.debian.guests`` reads it for tests).
+
 The root filesystem comes from the Debian mirror through ``mmdebstrap`` once (about a minute),
 cached as ``rootfs.tar`` with a stamp of its inputs; each variant is that tree plus the
 variant's cloud-init settings, written by ``mkfs.ext4 -d`` straight into the disk file at the
 partition's offset (no loop device, no mount), and GRUB's boot sector and core image written at
-the disk's start. Needs root (the tree keeps its owners) and the Debian packages in
-``APT_PACKAGES``. Outputs are written under temporary names and renamed.
+the disk's start. The host-only initramfs is made in a chroot whose /proc, /sys and /dev are
+mounted in a private mount namespace (``unshare``), so they vanish with it, even on a crash.
+Needs root (the tree keeps its owners) and the Debian packages in ``APT_PACKAGES``. Outputs
+are written under temporary names and renamed.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SUITE = "bookworm"
@@ -74,7 +99,10 @@ ROOTFS_HOOKS = (
     'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
 )
 APT_PACKAGES = "mmdebstrap grub-pc-bin grub-efi-amd64-bin e2fsprogs fdisk dosfstools mtools"
-TOOLS = ("mmdebstrap", "grub-mkimage", "mkfs.ext4", "sfdisk", "mkfs.vfat", "mcopy", "mmd")
+TOOLS = (
+    *("mmdebstrap", "grub-mkimage", "mkfs.ext4", "sfdisk", "mkfs.vfat", "mcopy", "mmd"),
+    *("unshare", "chroot"),
+)
 # Debian's cloud images log the console on ttyS0 (and tty0) and keep the classic eth0 names.
 KERNEL_ARGS = "console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 net.ifnames=0 ro"
 
@@ -87,14 +115,38 @@ DATASOURCES = {
     "azure": "[ Azure ]",
     "azure-waagent": "[ Azure ]",
     "openstack": "[ ConfigDrive, OpenStack, None ]",
+    "ec2-macpin": "[ Ec2, None ]",
+    "ec2-nvme": "[ Ec2, None ]",
+    "ec2-hostonly": "[ Ec2, None ]",
+    "ec2-uefi": "[ Ec2, None ]",
 }
 VARIANTS = tuple(DATASOURCES)
-UEFI_ONLY = frozenset({"gce-uefi"})
+UEFI_ONLY = frozenset({"gce-uefi", "ec2-uefi"})
 WAAGENT = frozenset({"azure-waagent"})  # the agent provisions; cloud-init is disabled
 AGENT_UNIT = "etc/systemd/system/walinuxagent.service"
 # The agent refuses to provision while `systemctl is-enabled cloud-init-local.service` says
 # enabled: its variant masks cloud-init's units.
 CLOUD_INIT_UNITS = ("cloud-init-local", "cloud-init", "cloud-config", "cloud-final")
+
+# The customer AMIs' defects (see the module docstring). EC2 gives NICs locally administered
+# MACs (0e:… or 02:…): no other cloud's NIC has this one.
+MAC_PINNED = frozenset({"ec2-macpin"})
+EC2_MAC = "0e:3c:5a:91:7d:e3"
+EC2_NIC = "ens5"  # what predictable naming calls the ENA NIC on Nitro (PCI slot 5)
+NET_CONFIG_OFF = "etc/cloud/cloud.cfg.d/99-disable-network-config.cfg"
+PERSISTENT_NET = "etc/udev/rules.d/70-persistent-net.rules"
+PINNED_STANZA = f"etc/network/interfaces.d/{EC2_NIC}"
+DATA_VOLUME = frozenset({"ec2-nvme"})
+DATA_SIZE = 64 * MIB  # room for a recognisable file; small enough to seed into the emulator
+DATA_DEVICE = "/dev/nvme1n1"  # the AMI's second EBS volume, as Nitro names it
+DATA_MOUNT = "/data"
+DATA_FILE = "imagekit-data.txt"
+HOST_ONLY = frozenset({"ec2-hostonly"})
+# What a Nitro instance needs before the root is mounted: its disk (nvme, built into Debian's
+# cloud kernel, so listed only as the builder on EC2 would list it) and its NIC.
+HOST_ONLY_MODULES = ("nvme", "ena")
+HOST_ONLY_CONF = "etc/initramfs-tools/conf.d/hostonly.conf"
+INITRAMFS_MODULES = "etc/initramfs-tools/modules"
 
 
 class BuildError(Exception):
@@ -165,7 +217,7 @@ def _kernel_files(tree: Path) -> tuple[str, str]:
     return f"/boot/vmlinuz-{version}", f"/boot/initrd.img-{version}"
 
 
-def configure(tree: Path, variant: str, root_uuid: str) -> None:
+def configure(tree: Path, variant: str, root_uuid: str, work: Path) -> None:
     """What Debian's image builder writes besides the packages, for ``variant``."""
     kernel, initrd = _kernel_files(tree)
     (tree / "etc/fstab").write_text(f"UUID={root_uuid} / ext4 defaults,discard 0 1\n")
@@ -182,6 +234,9 @@ def configure(tree: Path, variant: str, root_uuid: str) -> None:
     )
     (tree / "etc/imagekit-variant").write_text(variant + "\n")
     _configure_agent(tree, variant)
+    _configure_network_pin(tree, variant)
+    _configure_data_volume(tree, variant)
+    _configure_initramfs(tree, variant, work)
     grub = tree / "boot/grub"
     (grub / "i386-pc").mkdir(parents=True, exist_ok=True)
     for module in GRUB_DIR.glob("*.mod"):
@@ -234,6 +289,87 @@ def _configure_agent(tree: Path, variant: str) -> None:
         "ExecStartPre=/usr/sbin/sshd -t\n"
     )
     conf.write_text(stock.replace("Provisioning.Agent=cloud-init", "Provisioning.Agent=waagent"))
+
+
+# --- the customer AMIs' defects: each undone for the variants without it (one tree serves all) ---
+
+
+def _configure_network_pin(tree: Path, variant: str) -> None:
+    """A baked AMI's network: cloud-init told to leave it alone, the NIC renamed by its MAC."""
+    files = [tree / NET_CONFIG_OFF, tree / PERSISTENT_NET, tree / PINNED_STANZA]
+    for path in files:
+        path.unlink(missing_ok=True)
+    if variant not in MAC_PINNED:
+        return
+    off, rule, stanza = files
+    off.write_text(
+        "# the AMI's network is configured below, not by cloud-init\nnetwork: {config: disabled}\n"
+    )
+    rule.parent.mkdir(parents=True, exist_ok=True)
+    # As udev's persistent-net generator wrote it on the instance the AMI was made from.
+    rule.write_text(
+        "# This file was automatically generated by the /lib/udev/write_net_rules\n"
+        "# program, run by the persistent-net-generator.rules rules file.\n#\n"
+        "# PCI device 0x1d0f:0xec20 (ena)\n"
+        f'SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", ATTR{{address}}=="{EC2_MAC}", '
+        f'ATTR{{dev_id}}=="0x0", ATTR{{type}}=="1", KERNEL=="eth*", NAME="{EC2_NIC}"\n'
+    )
+    stanza.write_text(f"auto {EC2_NIC}\niface {EC2_NIC} inet dhcp\n")
+
+
+def _configure_data_volume(tree: Path, variant: str) -> None:
+    """fstab mounts the second EBS volume by the name Nitro gives it, without nofail."""
+    mount = tree / DATA_MOUNT.lstrip("/")
+    if variant not in DATA_VOLUME:
+        if mount.is_dir():
+            mount.rmdir()
+        return
+    mount.mkdir(exist_ok=True)
+    with (tree / "etc/fstab").open("a") as fstab:
+        fstab.write(f"{DATA_DEVICE} {DATA_MOUNT} ext4 defaults 0 2\n")
+
+
+def _configure_initramfs(tree: Path, variant: str, work: Path) -> None:
+    """The stock initramfs (MODULES=most) everywhere but the host-only variant, whose one is
+    regenerated by the guest's own update-initramfs with only ``HOST_ONLY_MODULES`` listed."""
+    _, initrd = _kernel_files(tree)
+    stock = work / "stock"
+    originals = [tree / INITRAMFS_MODULES, tree / initrd.lstrip("/")]
+    for path in originals:  # kept once, from the tree as mmdebstrap left it
+        kept = stock / path.relative_to(tree)
+        if not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, kept)
+        shutil.copy2(kept, path)
+    (tree / HOST_ONLY_CONF).unlink(missing_ok=True)
+    if variant not in HOST_ONLY:
+        return
+    # gzip: the tree has no zstd binary, and initramfs-tools would fall back to gzip with a
+    # warning anyway.
+    (tree / HOST_ONLY_CONF).write_text(
+        "# built on the instance for this instance type only (Nitro: NVMe disks, ENA NIC)\n"
+        "MODULES=list\nCOMPRESS=gzip\n"
+    )
+    with originals[0].open("a") as modules:
+        modules.write("".join(f"{name}\n" for name in HOST_ONLY_MODULES))
+    version = initrd.removeprefix("/boot/initrd.img-")
+    mounts = (
+        f'mount -t proc proc "$1/proc" && mount -t sysfs sysfs "$1/sys" && '
+        f'mount --rbind /dev "$1/dev" && chroot "$1" update-initramfs -u -k {version}'
+    )
+    # A private mount namespace: the mounts end with it, whatever happens to the build.
+    run("unshare", "--mount", "--propagation", "private", "sh", "-c", mounts, "sh", tree)
+
+
+def make_data_disk(path: Path, data_uuid: str, variant: str, work: Path) -> None:
+    """One ext4 filesystem on the whole disk (no partition table, as on most EBS data volumes)."""
+    content = work / "data"
+    shutil.rmtree(content, ignore_errors=True)
+    content.mkdir()
+    (content / DATA_FILE).write_text(f"imagekit {variant} data volume {data_uuid}\n")
+    with path.open("wb") as disk:
+        disk.truncate(DATA_SIZE)
+    run("mkfs.ext4", "-q", "-F", "-U", data_uuid, "-b", "4096", "-d", content, path)
 
 
 # --- the disk -----------------------------------------------------------------------------------
@@ -298,6 +434,42 @@ def make_uefi_disk(path: Path, tree: Path, root_uuid: str, work: Path) -> None:
     run("mcopy", "-i", esp, efi, tree / "boot/grub/grub.cfg", "::/EFI/BOOT/")
 
 
+def filesystem_uuid(variant: str, volume: str = "root") -> str:
+    """Fixed per variant and volume, so tests and the guest stage can name them."""
+    suffix = "" if volume == "root" else f"-{volume}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"imagekit-debian-{variant}{suffix}"))
+
+
+def describe(variant: str) -> dict[str, Any]:
+    """``<variant>.json``: the variant's disk files (root first, as the AMI maps them), their
+    filesystems and the AMI's boot mode and architecture (EC2's ``BootMode`` values)."""
+    doc: dict[str, Any] = {
+        "variant": variant,
+        "disks": [f"{variant}.raw"],
+        "root_uuid": filesystem_uuid(variant),
+        "boot_mode": "uefi" if variant in UEFI_ONLY else "legacy-bios",
+        "architecture": "x86_64",
+        "datasource_list": DATASOURCES[variant],
+    }
+    if variant in DATA_VOLUME:
+        doc["disks"].append(f"{variant}.data.raw")
+        doc["data"] = {
+            "uuid": filesystem_uuid(variant, "data"),
+            "fstab_device": DATA_DEVICE,
+            "mount": DATA_MOUNT,
+            "file": DATA_FILE,
+        }
+    if variant in MAC_PINNED:
+        doc["pinned_mac"] = EC2_MAC
+    if variant in HOST_ONLY:
+        doc["initramfs_modules"] = list(HOST_ONLY_MODULES)
+    return doc
+
+
+def _outputs(out: Path, variant: str) -> list[Path]:
+    return [out / name for name in describe(variant)["disks"]] + [out / f"{variant}.json"]
+
+
 def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
     check_tools()
     out.mkdir(parents=True, exist_ok=True)
@@ -306,9 +478,9 @@ def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
     stamp = _stamp(str(tar.stat().st_mtime_ns), Path(__file__).read_text())
     wanted = []
     for variant in variants:
-        disk, stamp_file = out / f"{variant}.raw", out / f"{variant}.sha256"
-        fresh = disk.is_file() and stamp_file.is_file() and stamp_file.read_text().strip() == stamp
-        if force or not fresh:
+        stamp_file = out / f"{variant}.sha256"
+        fresh = all(p.is_file() for p in _outputs(out, variant)) and stamp_file.is_file()
+        if force or not fresh or stamp_file.read_text().strip() != stamp:
             wanted.append(variant)
     if wanted:
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as tmp:
@@ -318,14 +490,29 @@ def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
             step("unpacking the root tree")
             run("tar", "-C", tree, "--numeric-owner", "-xpf", tar)
             for variant in wanted:
-                step(f"{variant}: writing {variant}.raw")
-                root_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"imagekit-debian-{variant}"))
-                configure(tree, variant, root_uuid)
-                partial = out / f".{variant}.raw.partial"
-                make_disk(partial, tree, root_uuid, work, uefi=variant in UEFI_ONLY)
-                os.replace(partial, out / f"{variant}.raw")
+                _build_variant(out, tree, variant, work)
+                # The stamp last: a build cut short leaves the variant stale, not half-fresh.
                 (out / f"{variant}.sha256").write_text(stamp + "\n")
     return [out / f"{v}.raw" for v in variants]
+
+
+def _build_variant(out: Path, tree: Path, variant: str, work: Path) -> None:
+    started = time.monotonic()
+    doc = describe(variant)
+    step(f"{variant}: writing {', '.join(doc['disks'])}")
+    root_uuid = doc["root_uuid"]
+    configure(tree, variant, root_uuid, work)
+    if "data" in doc:
+        partial = out / f".{variant}.data.raw.partial"
+        make_data_disk(partial, doc["data"]["uuid"], variant, work)
+        os.replace(partial, out / doc["disks"][1])
+    partial = out / f".{variant}.raw.partial"
+    make_disk(partial, tree, root_uuid, work, uefi=variant in UEFI_ONLY)
+    os.replace(partial, out / f"{variant}.raw")
+    sidecar = out / f".{variant}.json.partial"
+    sidecar.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(sidecar, out / f"{variant}.json")
+    step(f"{variant}: built in {time.monotonic() - started:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

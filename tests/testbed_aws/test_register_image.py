@@ -12,6 +12,7 @@ from testbed.seed_ami import (
     BLOCK_SIZE,
     VolumeSpec,
     pattern_block,
+    read_snapshot,
     seed_ami,
     seed_next_ami,
     upload_snapshot,
@@ -21,16 +22,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = pattern_block("mbr") + bytes(4 * BLOCK_SIZE) + pattern_block("fs") + b"tail"  # partial block
 DATA = bytes(8 * BLOCK_SIZE) + pattern_block("data")
-
-
-def read_image(ebs: Any, snapshot_id: str) -> dict[int, bytes]:
-    blocks = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
-    return {
-        b["BlockIndex"]: ebs.get_snapshot_block(
-            SnapshotId=snapshot_id, BlockIndex=b["BlockIndex"], BlockToken=b["BlockToken"]
-        )["BlockData"].read()
-        for b in blocks
-    }
 
 
 def test_multi_volume_ami_round_trip(ebs: Any, ec2: Any) -> None:
@@ -64,12 +55,12 @@ def test_multi_volume_ami_round_trip(ebs: Any, ec2: Any) -> None:
         ("/dev/xvdb", ami.snapshot_ids[1], 2, "st1"),
     ]
     # Sparse: zero blocks were never written, and the data reads back identical.
-    assert read_image(ebs, ami.snapshot_ids[0]) == {
+    assert read_snapshot(ebs, ami.snapshot_ids[0]) == {
         0: pattern_block("mbr"),
         5: pattern_block("fs"),
         6: b"tail".ljust(BLOCK_SIZE, b"\0"),
     }
-    assert read_image(ebs, ami.snapshot_ids[1]) == {8: pattern_block("data")}
+    assert read_snapshot(ebs, ami.snapshot_ids[1]) == {8: pattern_block("data")}
     # Filters on tags work, as the exporter's --filter relies on them.
     found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag:dr", "Values": ["true"]}])
     assert [i["ImageId"] for i in found["Images"]] == [ami.image_id]
@@ -84,7 +75,7 @@ def test_day_two_ami_shares_the_lineage(ebs: Any, ec2: Any) -> None:
     ]
     assert root_changes == []
     assert [b["BlockIndex"] for b in data_changes] == [3]
-    assert read_image(ebs, day2.snapshot_ids[1]) == {
+    assert read_snapshot(ebs, day2.snapshot_ids[1]) == {
         3: pattern_block("new"),
         8: pattern_block("data"),
     }
@@ -116,6 +107,6 @@ def test_seed_from_a_sparse_image_file(tmp_path: Path, ebs: Any, ec2: Any) -> No
         f.seek(2 * BLOCK_SIZE + 7)
         f.write(b"boot")
     ami = seed_ami(ebs, ec2, "file-ami", [VolumeSpec("/dev/xvda", disk)])
-    assert read_image(ebs, ami.snapshot_ids[0]) == {
+    assert read_snapshot(ebs, ami.snapshot_ids[0]) == {
         2: (bytes(7) + b"boot").ljust(BLOCK_SIZE, b"\0")
     }

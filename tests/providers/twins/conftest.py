@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+
+from imagekit.errors import ImagekitError
+from imagekit.providers.boot import BootOptions, boot, teardown
+from imagekit.providers.registry import create_provider
+from imagekit.providers.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[3]
 DEBIAN = ROOT / "build" / "debian"
@@ -49,3 +59,70 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline:
             found.append(int(proc.name))
     return found
+
+
+HEALTH_TIMEOUT = 300.0  # a real guest under TCG: healthy in ~100-170 s, failing in 85-260 s
+
+
+@dataclass
+class Outcome:
+    seconds: float
+    healthy: bool
+    error: str = ""
+    notes: tuple[str, ...] = ()
+    run_id: str = ""
+    state: Path = Path()
+
+
+def boot_outcome(
+    provider_name: str, settings: Mapping[str, str], source: Any, state: Path
+) -> Outcome:
+    """One boot through ``providers.boot`` (default check ``ssh:true``, a 1 GiB node), torn down
+    from its record as a later ``imagekit teardown`` would when it came up."""
+    provider = create_provider(provider_name, state_dir=state, settings=dict(settings))
+    # Unadapted: these boots show what each cloud does to the image as it is.
+    options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT, adapt=False)
+    runs = RunStore(state)
+    started = time.monotonic()
+    run_ids: list[str] = []
+    try:
+        record = boot(provider, source, options, runs, on_run=lambda r: run_ids.append(r.run_id))
+    except ImagekitError as exc:
+        return Outcome(time.monotonic() - started, False, str(exc), run_id=run_ids[0], state=state)
+    seconds = time.monotonic() - started
+    teardown(runs, record.run_id)
+    return Outcome(seconds, True, notes=record.notes, run_id=record.run_id, state=state)
+
+
+def assert_nothing_left(outcome: Outcome) -> None:
+    left = [ns for ns in imagekit_namespaces() if ns.startswith(f"imagekit-{outcome.run_id}-")]
+    assert left == [], "a twin left its network namespace behind"
+    assert not list(outcome.state.glob("twins/*/nodes/*")), "a node folder was left"
+    assert not list(outcome.state.glob("local/nodes/*")), "a node folder was left"
+    assert not list((outcome.state / "runs").glob("*")), "a run record was left"
+    assert processes_mentioning(str(outcome.state)) == [], "a process of the run still runs"
+
+
+C = TypeVar("C")
+
+
+def boot_cases(
+    cases: Mapping[str, C],
+    run: Callable[[C, Path], Outcome],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Outcome]:
+    """Every case's outcome, booted two at a time (one per core: TCG is CPU-bound), each in a
+    state folder of its own; printed for the log (``-s``), errors included."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            name: pool.submit(run, case, tmp_path_factory.mktemp(name))
+            for name, case in cases.items()
+        }
+        results = {name: future.result() for name, future in futures.items()}
+    for name, outcome in results.items():
+        state = "healthy" if outcome.healthy else "failed"
+        print(
+            f"{name}: {state} in {outcome.seconds:.0f} s"
+            + (f"\n{outcome.error}" if outcome.error else "")
+        )
+    return results

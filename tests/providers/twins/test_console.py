@@ -70,3 +70,114 @@ def test_silence_after_the_firmware_hand_over_is_a_stalled_boot():
     (stalled,) = diagnose(seabios, idle=120)
     assert stalled.code == "boot-stalled" and stalled.fatal and "UEFI-only" in stalled.message
     assert diagnose(seabios + "GRUB loading.\n", idle=120) == []
+
+
+# The customer AMIs of testbed/debian/build.py, as they printed on this bench (systemd 252 and
+# initramfs-tools of Debian 12; systemd shortens status lines with "…", escapes included).
+FSTAB_EMERGENCY = (
+    "\x1b[K[\x1b[0;1;31m TIME \x1b[0m] Timed out waiting for device \x1b[0;1;…nvme1n1.device - "
+    "/dev/nvme1n1.\r\n"
+    "[\x1b[0;1;33mDEPEND\x1b[0m] Dependency failed for \x1b[0;1;39mdata.mount\x1b[0m - /data.\r\n"
+    "[\x1b[0;1;33mDEPEND\x1b[0m] Dependency failed for \x1b[0;1;39mloca…s.target\x1b[0m - Local "
+    "File Systems.\r\n"
+    "[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39memergency.service\x1b[0m - Emergency Shell.\r\n"
+    "[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39memergency.target\x1b[0m - Emergency "
+    "Mode.\r\n"
+)
+HOST_ONLY_INITRAMFS = (
+    "Begin: Running /scripts/local-block ... done.\r\ndone.\r\n"
+    "Gave up waiting for root file system device.  Common problems:\r\n"
+    " - Boot args (cat /proc/cmdline)\r\n"
+    "   - Check rootdelay= (did the system wait long enough?)\r\n"
+    " - Missing modules (cat /proc/modules; ls /dev)\r\n"
+    "ALERT!  UUID=f79671ba-01bb-544c-a975-f465e3132ffa does not exist.  Dropping to a shell!\r\n"
+    "(initramfs) "
+)
+NET_TABLE = (
+    "[   31.420513] cloud-init[275]: ci-info: +++++++++++++++++++++++++++Net device info+++++++"
+    "+++++++++++++++++++++\n"
+    "[   31.422371] cloud-init[275]: ci-info: +--------+-------+-----------+-----------+-------+"
+    "-------------------+\n"
+    "[   31.425175] cloud-init[275]: ci-info: | Device |   Up  |  Address  |    Mask   | Scope |"
+    "     Hw-Address    |\n"
+    "[   31.429911] cloud-init[275]: ci-info: +--------+-------+-----------+-----------+-------+"
+    "-------------------+\n"
+    "[   31.433076] cloud-init[275]: ci-info: |  eth0  | {up} | {address} | {mask} | {scope} |"
+    " fa:16:3e:16:f9:2b |\n"
+    "[   31.437441] cloud-init[275]: ci-info: |   lo   |  True | 127.0.0.1 | 255.0.0.0 |  host |"
+    "         .         |\n"
+    "[   31.442369] cloud-init[275]: ci-info: +--------+-------+-----------+-----------+-------+"
+    "-------------------+\n"
+)
+NETWORKING_FAILED = (
+    "         Starting networking.service - Raise network interfaces...\n"
+    "\x1bM[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mnetworking…ce\x1b[0m - Raise "
+    "network interfaces.\n"
+)
+UNREACHABLE = (
+    "[   31.553417] cloud-init[275]: 2026-12-02 13:58:28,302 - url_helper.py[WARNING]: Calling "
+    "'None' failed [0/120s]: request error [HTTPConnectionPool(host='169.254.169.254', port=80):"
+    " ... [Errno 101] Network is unreachable'))]\n"
+)
+
+
+def _table(up: str = "False", address: str = ".", mask: str = ".", scope: str = ".") -> str:
+    return NET_TABLE.format(up=up, address=address, mask=mask, scope=scope)
+
+
+def test_emergency_mode_from_fstab_is_fatal_and_names_the_mount_and_device():
+    (finding,) = diagnose(FSTAB_EMERGENCY)
+    assert finding.code == "emergency-mode" and finding.fatal
+    assert "/data could not be mounted (timed out waiting for /dev/nvme1n1)" in finding.message
+    assert "mount by UUID or add nofail" in finding.message and "--no-adapt" in finding.message
+    assert finding.line == "[DEPEND] Dependency failed for data.mount - /data."
+    assert "emergency mode: /data" in cause(diagnose(FALLBACK + FSTAB_EMERGENCY))
+
+
+def test_emergency_mode_in_older_systemd_words_and_without_a_mount():
+    older = (
+        "[ TIME ] Timed out waiting for device dev-xvdf.device.\n"
+        "[DEPEND] Dependency failed for /srv/data.\n"
+        'You are in emergency mode. After logging in, type "journalctl -xb" to view\n'
+    )
+    (finding,) = diagnose(older)
+    assert "/srv/data could not be mounted" in finding.message
+    (other,) = diagnose("Cannot open access to console, the root account is locked.\n")
+    assert other.code == "emergency-mode" and other.fatal and "fstab" not in other.message
+
+
+def test_a_mount_waited_for_is_not_emergency_mode_yet():
+    # The 90 s wait shows before systemd gives up; a healthy boot mounts its fstab silently.
+    waiting = "[ ***  ] Job dev-nvme1n1.device/start running (1min 14s / 1min 30s)\n"
+    healthy = (
+        "[  OK  ] Mounted data.mount - /data.\n[  OK  ] Reached target local-fs.target - Local "
+        "File Systems.\n[  OK  ] Reached target multi-user.target - Multi-User System.\n"
+    )
+    assert diagnose(waiting) == [] and diagnose(healthy) == []
+
+
+def test_a_host_only_initramfs_on_virtio_is_root_not_found():
+    findings = diagnose(HOST_ONLY_INITRAMFS)
+    assert [f.code for f in findings] == ["root-not-found"] and findings[0].fatal
+    assert findings[0].line.startswith("Gave up waiting for root file system device")
+
+
+def test_no_address_on_any_nic_is_settled_and_explains_the_fallback():
+    text = NETWORKING_FAILED + _table() + UNREACHABLE + FALLBACK
+    findings = diagnose(text)
+    assert [f.code for f in findings][:2] == ["no-address", "fallback-datasource"]
+    assert findings[0].settled and not findings[0].fatal
+    assert "none on eth0" in findings[0].message
+    assert findings[0].line == "[FAILED] Failed to start networking…ce - Raise network interfaces."
+    assert cause(findings).startswith("the guest has no network address")
+
+
+def test_an_address_or_a_working_network_refutes_no_address():
+    assert (
+        diagnose(NETWORKING_FAILED + _table("True", "10.0.0.10", "255.255.255.0", "global")) == []
+    )
+    # Up with a link-local address only reaches nothing.
+    assert codes(UNREACHABLE + _table("True", "fe80::f816:3eff/64", ".", "link")) == ["no-address"]
+    assert diagnose(_table()) == []  # a NIC down, but nothing says the guest lacks a network
+    done = "cloud-init[379]: Cloud-init v. 22.4.2 finished. Datasource DataSourceEc2.  Up 95 s\n"
+    assert diagnose(NETWORKING_FAILED + _table() + done) == []

@@ -16,29 +16,24 @@ case's outcome. Under TCG a healthy boot takes ~100-170 s, a failing one 85-260 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from imagekit.errors import ImagekitError
-from imagekit.providers.boot import BootOptions, boot
-from imagekit.providers.registry import create_provider
-from imagekit.providers.runs import RunStore
 from imagekit.providers.sources import FileImageSource
 from tests.providers.twins.conftest import (
+    HEALTH_TIMEOUT,
+    Outcome,
+    assert_nothing_left,
+    boot_cases,
+    boot_outcome,
     debian_disk,
-    imagekit_namespaces,
     needs_root,
-    processes_mentioning,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
-
-HEALTH_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -65,34 +60,11 @@ CASES = {
 }
 
 
-@dataclass
-class Outcome:
-    seconds: float
-    healthy: bool
-    error: str = ""
-    notes: tuple[str, ...] = ()
-    run_id: str = ""
-    state: Path = Path()
-
-
 def _run(case: Case, state: Path) -> Outcome:
-    provider = create_provider(case.provider, state_dir=state, settings=dict(case.settings))
-    disk = debian_disk(case.variant)
-    source = FileImageSource(disk, source_format="raw", metadata=dict(case.metadata))
-    options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT, adapt=False)
-    runs = RunStore(state)
-    started = time.monotonic()
-    run_ids: list[str] = []
-    try:
-        record = boot(provider, source, options, runs, on_run=lambda r: run_ids.append(r.run_id))
-    except ImagekitError as exc:
-        return Outcome(time.monotonic() - started, False, str(exc), run_id=run_ids[0], state=state)
-    seconds = time.monotonic() - started
-    # Torn down as a later `imagekit teardown` would, from the record alone.
-    from imagekit.providers.boot import teardown
-
-    teardown(runs, record.run_id)
-    return Outcome(seconds, True, notes=record.notes, run_id=record.run_id, state=state)
+    source = FileImageSource(
+        debian_disk(case.variant), source_format="raw", metadata=dict(case.metadata)
+    )
+    return boot_outcome(case.provider, case.settings, source, state)
 
 
 @pytest.fixture(scope="module")
@@ -100,24 +72,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     needs_root()
     for case in CASES.values():
         debian_disk(case.variant)  # fail before booting anything when an image is missing
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {
-            name: pool.submit(_run, case, tmp_path_factory.mktemp(name))
-            for name, case in CASES.items()
-        }
-        results = {name: future.result() for name, future in futures.items()}
-    for name, outcome in results.items():
-        print(f"{name}: {'healthy' if outcome.healthy else 'failed'} in {outcome.seconds:.0f} s")
-    return results
-
-
-def _nothing_left(outcome: Outcome) -> None:
-    left = [ns for ns in imagekit_namespaces() if ns.startswith(f"imagekit-{outcome.run_id}-")]
-    assert left == [], "a twin left its network namespace behind"
-    assert not list(outcome.state.glob("twins/*/nodes/*")), "a node folder was left"
-    assert not list(outcome.state.glob("local/nodes/*")), "a node folder was left"
-    assert not list((outcome.state / "runs").glob("*")), "a run record was left"
-    assert processes_mentioning(str(outcome.state)) == [], "a process of the run still runs"
+    return boot_cases(CASES, _run, tmp_path_factory)
 
 
 @pytest.mark.parametrize(
@@ -127,14 +82,14 @@ def test_a_guest_boots_healthy_on_its_own_clouds_twin(outcomes, name) -> None:
     outcome = outcomes[name]
     assert outcome.healthy, outcome.error
     assert not [n for n in outcome.notes if n.startswith("warning:")], outcome.notes
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_an_azure_guest_reports_ready_and_boots_healthy(outcomes) -> None:
     outcome = outcomes["azure-on-azure-twin"]
     assert outcome.healthy, outcome.error
     assert any("provisioning Ready after" in n for n in outcome.notes), outcome.notes
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_the_linux_agent_provisions_reports_ready_and_boots_healthy(outcomes) -> None:
@@ -144,7 +99,7 @@ def test_the_linux_agent_provisions_reports_ready_and_boots_healthy(outcomes) ->
     assert outcome.healthy, outcome.error
     assert any("provisioning Ready after" in n for n in outcome.notes), outcome.notes
     assert any("trusted on first use" in n for n in outcome.notes), outcome.notes
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_the_ec2_only_ami_never_becomes_healthy_on_the_gcp_twin(outcomes) -> None:
@@ -153,14 +108,14 @@ def test_the_ec2_only_ami_never_becomes_healthy_on_the_gcp_twin(outcomes) -> Non
     outcome = outcomes["ec2-on-gcp-twin"]
     assert not outcome.healthy
     assert "never read that user-data" in outcome.error or "fell back to none" in outcome.error
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_a_gce_image_fails_on_the_openstack_twin(outcomes) -> None:
     outcome = outcomes["gce-on-openstack-twin"]
     assert not outcome.healthy
     assert "never read that user-data" in outcome.error or "fell back to none" in outcome.error
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_a_gce_image_never_reports_ready_on_the_azure_twin(outcomes) -> None:
@@ -168,13 +123,13 @@ def test_a_gce_image_never_reports_ready_on_the_azure_twin(outcomes) -> None:
     assert not outcome.healthy
     assert "OSProvisioningTimedOut" in outcome.error
     assert "fell back to none" in outcome.error or "did not report Ready" in outcome.error
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_a_uefi_only_image_boots_through_ovmf_when_it_says_uefi(outcomes) -> None:
     outcome = outcomes["uefi-on-gcp-twin"]
     assert outcome.healthy, outcome.error
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_a_uefi_only_image_booted_through_bios_is_named_stalled(outcomes) -> None:
@@ -182,7 +137,7 @@ def test_a_uefi_only_image_booted_through_bios_is_named_stalled(outcomes) -> Non
     assert not outcome.healthy
     assert "handed over to the disk and nothing followed" in outcome.error
     assert outcome.seconds < HEALTH_TIMEOUT  # named when the stall is clear, not at the deadline
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
 
 
 def test_local_no_longer_calls_an_unreachable_guest_healthy(outcomes) -> None:
@@ -190,4 +145,4 @@ def test_local_no_longer_calls_an_unreachable_guest_healthy(outcomes) -> None:
     outcome = outcomes["ec2-on-local"]
     assert not outcome.healthy
     assert "ssh:true" in outcome.error
-    _nothing_left(outcome)
+    assert_nothing_left(outcome)
