@@ -18,7 +18,7 @@ from imagekit.plans.model import Plan, TargetCredentials, TargetSpec
 # images, so the VM waits for Ready.
 TWINS: dict[str, tuple[str, dict[str, str]]] = {
     "gcp": ("gcp-twin", {}),
-    "azure": ("azure-twin", {"os_state": "generalized"}),
+    "azure": ("azure-twin", {}),  # registered as the azure provider would: see azure/vm.py
     "openstack": ("openstack-twin", {"metadata": "both"}),
     "rackspace": ("openstack-twin", {"metadata": "configdrive"}),
 }

@@ -17,7 +17,8 @@ from typing import ClassVar
 from libcloud.compute.base import Node, NodeImage
 
 from imagekit.errors import UsageError
-from imagekit.providers.base import NodeRequest, Resource, Setting
+from imagekit.providers.azure import vm as azure_vm
+from imagekit.providers.base import NodeRequest, PreparedImage, Resource, Setting, UploadedImage
 from imagekit.providers.local.provider import LocalProvider
 from imagekit.providers.local.qemu import ACCEL_ENV
 from imagekit.providers.runs import Run
@@ -136,8 +137,19 @@ class AzureTwinProvider(TwinProvider):
     )
     choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"os_state": ("generalized", "specialized")}
 
+    def upload(self, image: PreparedImage, run: Run) -> UploadedImage:
+        # As the azure provider registers it (providers/azure/vm.py): Generalized only for a
+        # guest that will report Ready, unless the setting says otherwise.
+        if "os_state" not in self.settings:
+            state = azure_vm.os_state(image.guest).lower()
+            self.driver.cloud_settings["os_state"] = state
+            if state == "specialized":
+                note = "image registered Specialized: the guest will not report Ready"
+                run.update(notes=(*run.record.notes, note))
+        return super().upload(image, run)
+
     def after_create(self, node: Node, run: Run) -> None:
-        if self.settings.get("os_state", "generalized") == "specialized":
+        if self.driver.cloud_settings.get("os_state", "generalized") == "specialized":
             return
         timeout = _seconds(self.settings.get("provisioning_timeout"), azure.PROVISIONING_TIMEOUT)
         report = provisioning.wait_ready(

@@ -36,7 +36,7 @@ def test_a_gcp_target_maps_to_gcp_twin_keeping_the_stack():
 @pytest.mark.parametrize(
     ("provider", "twin", "settings"),
     [
-        ("azure", "azure-twin", {"os_state": "generalized"}),
+        ("azure", "azure-twin", {}),  # os_state follows the guest, as the azure provider
         ("openstack", "openstack-twin", {"metadata": "both"}),
         ("rackspace", "openstack-twin", {"metadata": "configdrive"}),
     ],
