@@ -7,7 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,16 +72,24 @@ class Outcome:
     notes: tuple[str, ...] = ()
     run_id: str = ""
     state: Path = Path()
+    guest: Mapping[str, Any] = field(default_factory=dict)  # the run record's guest stage
+    stages: Mapping[str, float] = field(default_factory=dict)
 
 
 def boot_outcome(
-    provider_name: str, settings: Mapping[str, str], source: Any, state: Path
+    provider_name: str,
+    settings: Mapping[str, str],
+    source: Any,
+    state: Path,
+    *,
+    adapt: bool = False,
+    checks: tuple[str, ...] = (),
 ) -> Outcome:
     """One boot through ``providers.boot`` (default check ``ssh:true``, a 1 GiB node), torn down
-    from its record as a later ``imagekit teardown`` would when it came up."""
+    from its record as a later ``imagekit teardown`` would when it came up. Unadapted unless
+    ``adapt``: such boots show what each cloud does to the image as it is."""
     provider = create_provider(provider_name, state_dir=state, settings=dict(settings))
-    # Unadapted: these boots show what each cloud does to the image as it is.
-    options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT, adapt=False)
+    options = BootOptions(size="local-1g", timeout=HEALTH_TIMEOUT, adapt=adapt, checks=checks)
     runs = RunStore(state)
     started = time.monotonic()
     run_ids: list[str] = []
@@ -91,7 +99,15 @@ def boot_outcome(
         return Outcome(time.monotonic() - started, False, str(exc), run_id=run_ids[0], state=state)
     seconds = time.monotonic() - started
     teardown(runs, record.run_id)
-    return Outcome(seconds, True, notes=record.notes, run_id=record.run_id, state=state)
+    return Outcome(
+        seconds,
+        True,
+        notes=record.notes,
+        run_id=record.run_id,
+        state=state,
+        guest=record.guest,
+        stages=record.stages,
+    )
 
 
 def assert_nothing_left(outcome: Outcome) -> None:
