@@ -91,6 +91,14 @@ def render(run: RunFigures, status: StatusReport) -> str:
             [({**plan, "store": k}, v) for k, v in sorted(run.bytes_uploaded.items())],
         ),
         _Family(
+            "guest_bootable",
+            "1 if the guest preflight found the role's newest image bootable on the target.",
+            [
+                ({**plan, "role": g.role, "target": g.target}, float(g.bootable))
+                for g in status.guests
+            ],
+        ),
+        _Family(
             "image_timestamp_seconds",
             "Point in time of the newest image's data per role and store (snapshot set start or "
             "AMI creation).",

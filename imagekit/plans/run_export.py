@@ -3,6 +3,7 @@
     export (every source → the primary store, incremental; an instance: a new snapshot set)
       → retention on the primary → copy to every replica → retention on every replica
       → verify (structure, plus a sample of each newest image's data; ``verify_all``: all data)
+      → guest preflight (each role's newest image inspected for every cloud target: preflight.py)
       → status file, verified record and Prometheus metrics, written atomically
 
 A failing step does not stop the others (an unreachable replica must not cost the primary its
@@ -33,6 +34,7 @@ from imagekit.export.aws import client, translate
 from imagekit.export.job import AMI_METADATA, Selection, block_reader, export_ami, resolve_amis
 from imagekit.plans import metrics
 from imagekit.plans.model import Plan
+from imagekit.plans.preflight import Verdict, blocked, guest_targets, preflight
 from imagekit.plans.records import (
     PlanPaths,
     RunLock,
@@ -64,7 +66,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Failure:
-    step: str  # export, retention, copy, verify, open
+    step: str  # export, retention, copy, verify, preflight, open
     subject: str  # the role or store
     message: str
 
@@ -289,7 +291,31 @@ def _run(
                     raise
             if images is None:
                 listings.append(StoreListing(spec.name, error=report.failures[-1].message))
-        report.status = summarize(plan, listings, verified, datetime.now(UTC), report.run_dict())
+        guests: list[Verdict] = []
+        if primary is not None:
+            with step("preflight", plan.stores.primary.name):
+                guests = _preflight(plan, primary, state_dir, report)
+        report.status = summarize(
+            plan, listings, verified, datetime.now(UTC), report.run_dict(), guests=guests
+        )
+
+
+def _preflight(
+    plan: Plan, primary: Repository, state_dir: Path, report: RunReport
+) -> list[Verdict]:
+    """The guest preflight of every role's newest image; each blocked target is a failure."""
+    if not guest_targets(plan):
+        return []
+    from imagekit.providers.local.qemu import detect_accel
+
+    images = primary.list_images()
+    verdicts = preflight(plan, primary, images, state_dir, report.warnings, accel=detect_accel())
+    for verdict in blocked(verdicts):
+        why = "; ".join(verdict.blockers)
+        report.failures.append(
+            Failure("preflight", verdict.role, f"not bootable on {verdict.target}: {why}")
+        )
+    return verdicts
 
 
 def _newest_amis(plan: Plan, step: _Step) -> Iterator[tuple[str, AmiSpec | None, _Guard]]:

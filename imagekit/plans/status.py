@@ -21,7 +21,9 @@ from typing import Any
 from imagekit.errors import ImagekitError
 from imagekit.export.instance import INSTANCE_METADATA, POINT_IN_TIME_METADATA
 from imagekit.export.job import AMI_METADATA
+from imagekit.plans import preflight
 from imagekit.plans.model import Plan, format_duration
+from imagekit.plans.preflight import Verdict
 from imagekit.plans.records import PlanPaths, VerifiedRecord, read_json
 from imagekit.plans.stores import open_store
 from imagekit.state import state_dir as default_state_dir
@@ -93,10 +95,14 @@ class StatusReport:
     now: datetime
     roles: tuple[RoleStatus, ...]
     last_run: Mapping[str, Any] | None = None
+    #: The guest preflight of each role's newest image per cloud target (preflight.py).
+    guests: tuple[Verdict, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.roles)
+        """Every role's objective holds, and no newest image is known not to boot on a
+        target: a plan that cannot fail over as it stands does not meet its objectives."""
+        return all(r.ok for r in self.roles) and all(g.bootable for g in self.guests)
 
     def failing(self) -> list[RoleStatus]:
         return [r for r in self.roles if not r.ok]
@@ -107,6 +113,7 @@ class StatusReport:
             "now": format_time(self.now),
             "ok": self.ok,
             "roles": [r.as_dict() for r in self.roles],
+            "guests": [g.as_dict() for g in self.guests],
             "last_run": dict(self.last_run) if self.last_run else None,
         }
 
@@ -137,6 +144,7 @@ def summarize(
     verified: VerifiedRecord,
     now: datetime,
     last_run: Mapping[str, Any] | None = None,
+    guests: Sequence[Verdict] = (),
 ) -> StatusReport:
     rows = []
     for role in plan.sources:
@@ -172,7 +180,10 @@ def summarize(
                     verified_at=check.at if check else None,
                 )
             )
-    return StatusReport(plan.name, now, tuple(rows), last_run)
+    # Only verdicts on what is newest now: an image replaced since was judged for nothing.
+    current = {(r.role, r.image_id) for r in rows if r.store == plan.stores.primary.name}
+    judged = tuple(g for g in guests if (g.role, g.image_id) in current)
+    return StatusReport(plan.name, now, tuple(rows), last_run, judged)
 
 
 def _replace(row: RoleStatus, **changes: Any) -> RoleStatus:
@@ -212,7 +223,10 @@ def gather(plan: Plan, state_dir: Path, now: datetime | None = None) -> StatusRe
     status = read_json(paths.status)
     last_run = status.get("run") if isinstance(status, Mapping) else None
     when = now or datetime.now(UTC)
-    return summarize(plan, listings, VerifiedRecord.load(paths.verified), when, last_run)
+    verified = VerifiedRecord.load(paths.verified)
+    return summarize(
+        plan, listings, verified, when, last_run, guests=preflight.load(plan, state_dir)
+    )
 
 
 def render(report: StatusReport) -> str:
@@ -239,6 +253,9 @@ def render(report: StatusReport) -> str:
     for r in report.roles:
         if r.rollback:
             lines.append(f"ROLLBACK: {r.rollback}")
+    for g in report.guests:
+        verdict = "bootable" if g.bootable else f"BLOCKED: {'; '.join(g.blockers)}"
+        lines.append(f"guest {g.role} on {g.target} ({g.image_id[:12]}): {verdict}")
     run = report.last_run
     if run:
         outcome = "ok" if run.get("ok") else f"FAILED ({len(run.get('failures', []))} failures)"
