@@ -19,7 +19,7 @@ DEBIAN_IMAGES := $(BUILD)/debian/.built
 GUESTFS_KERNEL := $(BUILD)/guestfs/kernel
 export IMAGEKIT_GUESTFS_KERNEL := $(if $(wildcard /boot/vmlinuz-*),,$(abspath $(GUESTFS_KERNEL)))
 
-.PHONY: all setup demo test test-fast lint format bench test-image debian-images guestfs-kernel \
+.PHONY: all setup demo demo-real test test-fast lint format bench test-image debian-images guestfs-kernel \
 	clean distclean
 
 all: test
@@ -84,6 +84,10 @@ format: $(VENV)/.installed
 
 demo: $(VENV)/.installed $(TEST_DISK)
 	$(BIN)/python scripts/demo.py
+
+# The demo's flow on real Debian AMIs, rehearsed (adapted) on the GCE twin: root, ~10 min.
+demo-real: $(VENV)/.installed $(DEBIAN_IMAGES) guestfs-kernel
+	$(BIN)/python scripts/demo_real.py
 
 bench: $(VENV)/.installed $(TEST_DISK)
 	$(BIN)/python bench/run.py
