@@ -73,8 +73,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], str, bool, bool], ...] = (
     (
         "no-boot-device",
         re.compile(
-            r"No bootable device|Boot failed: not a bootable disk|BdsDxe: failed to load Boot"
-            r"|UEFI Interactive Shell"
+            # Not OVMF's "BdsDxe: failed to load Boot0001": it goes on to the next boot
+            # option (a provisioning CD first, then the disk); only its shell or its last
+            # words mean none was left.
+            r"No bootable device|Boot failed: not a bootable disk|UEFI Interactive Shell"
+            r"|No bootable option or device was found"
         ),
         "the firmware found nothing to boot on the disk (a UEFI-only image booted through BIOS,"
         " or a BIOS-only one through UEFI)",

@@ -162,6 +162,7 @@ _REPORTED = frozenset(
         "virtio_scsi",
         "virtio_net",
         "virtio_pci",
+        "sd_mod",
         "nvme",
         "ena",
         "gve",

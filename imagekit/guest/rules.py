@@ -28,9 +28,14 @@ DATASOURCE_DROP_IN = "/etc/cloud/cloud.cfg.d/99zz-imagekit-datasource.cfg"
 GRUB_DROP_IN = "/etc/default/grub.d/99-imagekit-console.cfg"
 CHRONY_SOURCES = "/etc/chrony/sources.d/imagekit.sources"
 DRACUT_DROP_IN = "/etc/dracut.conf.d/90-imagekit.conf"
-#: A virtio disk or NIC is a PCI device: its driver needs the transport beside it, and neither
-#: lists the other as a dependency, so an initramfs built without virtio_pci cannot see it.
-COMPANIONS = {"virtio_blk": ("virtio_pci",), "virtio_scsi": ("virtio_pci",)}
+#: What a disk driver needs beside it that it does not list as a dependency: a virtio device
+#: is found through its transport (virtio_pci), and a SCSI host adapter's disks need the SCSI
+#: disk driver (sd_mod) — without either the initramfs sees no disk.
+COMPANIONS = {
+    "virtio_blk": ("virtio_pci",),
+    "virtio_scsi": ("virtio_pci", "sd_mod"),
+    "hv_storvsc": ("sd_mod",),
+}
 #: Names EC2 gives a volume's device; none of them exists on another cloud.
 AWS_DEVICE = re.compile(r"^/dev/(?:nvme(\d+)n\d+(?:p(\d+))?|(?:xvd|sd)([a-z])(\d*))$")
 #: cloud-init's per-instance state, as ``cloud-init clean`` removes it.

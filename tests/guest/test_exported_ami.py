@@ -85,7 +85,7 @@ def test_an_exported_debian_ami_is_inspected_adapted_and_boots_with_its_data(
     assert imagekit_namespaces() == namespaces
 
     # The store holds what the export wrote and nothing the boot changed.
-    capsys.readouterr()
     assert main(["store", "verify", store, "--read-data"]) == 0
+    capsys.readouterr()
     assert main(["images", "--store", store, "--json"]) == 0
     assert [i["id"] for i in _json(capsys)] == [image_id]  # type: ignore[union-attr]

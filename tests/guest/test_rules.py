@@ -26,6 +26,7 @@ KERNEL = "6.1.0-57-cloud-amd64"
 ROOT_UUID = "528b3409-08e6-5555-9298-368811a93cac"
 DATA_UUID = "0a6f3f0e-1111-4c5e-9d1b-0123456789ab"
 VIRTIO = ["virtio_blk", "virtio_scsi", "virtio_net", "virtio_pci", "virtio", "virtio_ring"]
+VIRTIO += ["sd_mod", "scsi_mod"]
 CLOUD_DRIVERS = [*VIRTIO, "ena", "gve", "hv_vmbus", "hv_storvsc", "hv_netvsc", "xen_blkfront"]
 CLOUD_DRIVERS += ["xen_netfront", "ata_piix"]
 
@@ -112,7 +113,7 @@ def applied(raw: dict[str, Any], assessment: Assessment) -> dict[str, Any]:
             if edit.path == "/var/lib/cloud/instances":
                 after["cloud_instances"] = []
         elif isinstance(edit, RunCommand) and edit.argv[0] in ("update-initramfs", "dracut"):
-            added = [d for d in ("virtio_blk", "virtio_scsi", "virtio_pci")]
+            added = ["virtio_blk", "virtio_scsi", "virtio_pci", "sd_mod"]
             after["kernels"][0]["initrd_modules"] += [f"{m}.ko" for m in added]
         elif isinstance(edit, RunCommand) and edit.argv[0] == "update-grub":
             added = after["files"][GRUB_DROP_IN].split("$GRUB_CMDLINE_LINUX ")[1].rstrip('"\n')
@@ -364,8 +365,8 @@ def host_only(tool: str = "initramfs-tools") -> dict[str, Any]:
     [
         ("local", ["virtio_blk", "virtio_pci"]),
         ("openstack-twin", ["virtio_blk", "virtio_pci"]),
-        ("gcp", ["virtio_scsi", "virtio_pci"]),
-        ("azure", ["hv_storvsc"]),
+        ("gcp", ["virtio_scsi", "virtio_pci", "sd_mod"]),
+        ("azure", ["hv_storvsc", "sd_mod"]),
     ],
 )
 def test_a_host_only_initramfs_gets_the_targets_disk_drivers_by_the_guests_tool(
@@ -386,7 +387,7 @@ def test_a_host_only_initramfs_gets_the_targets_disk_drivers_by_the_guests_tool(
 def test_dracut_guests_get_a_drop_in_and_dracut() -> None:
     verdict = judge(host_only("dracut"), "gcp-twin")
     (write,) = [e for e in verdict.edits if isinstance(e, WriteFile) and "dracut" in e.path]
-    assert 'add_drivers+=" virtio_scsi virtio_pci "' in write.content
+    assert 'add_drivers+=" virtio_scsi virtio_pci sd_mod "' in write.content
     assert verdict.edits[-1].argv[:2] == ("dracut", "-f")  # type: ignore[union-attr]
 
 

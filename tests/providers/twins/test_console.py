@@ -181,3 +181,19 @@ def test_an_address_or_a_working_network_refutes_no_address():
     assert diagnose(_table()) == []  # a NIC down, but nothing says the guest lacks a network
     done = "cloud-init[379]: Cloud-init v. 22.4.2 finished. Datasource DataSourceEc2.  Up 95 s\n"
     assert diagnose(NETWORKING_FAILED + _table() + done) == []
+
+
+def test_ovmf_trying_the_provisioning_cd_first_is_not_a_boot_failure():
+    # OVMF on the Azure and OpenStack twins (a CD attached) tries the CD, fails, then boots
+    # the disk: the first failure is no verdict.
+    console = (
+        'BdsDxe: failed to load Boot0001 "UEFI QEMU DVD-ROM QM00001 " from PciRoot(0x0)/Pci'
+        "(0x1,0x1)/Ata(Primary,Master,0x0): Not Found\n"
+        'BdsDxe: loading Boot0002 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x4,0x0)\n'
+        'BdsDxe: starting Boot0002 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x4,0x0)\n'
+    )
+    assert [f.code for f in diagnose(console)] == []
+    shell = console.replace("starting Boot0002", "failed to load Boot0002") + (
+        "UEFI Interactive Shell v2.2\n"
+    )
+    assert [f.code for f in diagnose(shell)] == ["no-boot-device"]
