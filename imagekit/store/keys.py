@@ -42,6 +42,7 @@ from imagekit.store.format import (
     SCRYPT_P,
     SCRYPT_R,
 )
+from imagekit.store.jsondoc import integer, load_object, member, text
 
 Access = Literal["read", "write"]
 _ACCESS_BYTE: dict[str, int] = {"read": ACCESS_READ, "write": ACCESS_WRITE}
@@ -172,7 +173,7 @@ class KeySlot:
     def decode(data: bytes) -> KeySlot:
         """``ValueError`` when the slot is not a well-formed version-1 key slot."""
         try:
-            doc = json.loads(data.decode("utf-8"))
+            doc = load_object(data, "key slot")
             if doc["version"] != SLOT_VERSION:
                 raise ValueError(f"unknown key slot version {doc['version']!r}")
             if doc["type"] not in ("x25519", "scrypt") or doc["access"] not in _ACCESS_BYTE:
@@ -180,14 +181,16 @@ class KeySlot:
             scrypt = None
             if doc["type"] == "scrypt":
                 s = doc["scrypt"]
-                scrypt = (int(s["n"]), int(s["r"]), int(s["p"]), base64.b64decode(s["salt"]))
-                check_scrypt_params(*scrypt[:3])
+                n, r, p = (integer(member(s, k, "scrypt"), f"scrypt {k}") for k in "nrp")
+                scrypt = (n, r, p, base64.b64decode(s["salt"]))
+                check_scrypt_params(n, r, p)
+            recipient = doc.get("recipient")
             return KeySlot(
                 type=doc["type"],
                 access=doc["access"],
                 repository=str(doc["repository"]),
                 sealed=base64.b64decode(doc["sealed"]),
-                recipient=doc.get("recipient"),
+                recipient=None if recipient is None else text(recipient, "recipient"),
                 scrypt=scrypt,
             )
         except (KeyError, TypeError, UnicodeDecodeError) as exc:

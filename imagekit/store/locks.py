@@ -25,6 +25,7 @@ from imagekit.store.format import (
     LOCK_STALE_AFTER,
     LOCKS_PREFIX,
 )
+from imagekit.store.jsondoc import integer, load_object, number
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,14 @@ def read_locks(backend: Backend, meta: MetaCipher) -> list[LockInfo]:
     for info in backend.list(LOCKS_PREFIX):
         try:
             data = backend.read(info.name)
-            doc = json.loads(meta.decrypt(KIND_LOCK, data))
+            doc = load_object(meta.decrypt(KIND_LOCK, data), "lock")
             locks.append(
                 LockInfo(
                     info.name,
                     bool(doc["exclusive"]),
                     str(doc["host"]),
-                    int(doc["pid"]),
-                    float(doc["time"]),
+                    integer(doc["pid"], "pid"),
+                    number(doc["time"], "time"),
                     info.modified,
                 )
             )
