@@ -14,7 +14,8 @@ SYSTEM_PACKAGES := qemu-utils qemu-system-x86 ipxe-qemu fdisk dosfstools mtools 
 # Real Debian 12 guests, one per cloud's configuration (testbed/debian/build.py), for the twins.
 DEBIAN_IMAGES := $(BUILD)/debian/.built
 
-.PHONY: all setup demo test test-fast lint format bench test-image debian-images clean distclean
+.PHONY: all setup demo test test-fast lint format bench test-image debian-images clean distclean \
+	reliability soak fuzz
 
 all: test
 
@@ -51,6 +52,21 @@ $(AZURITE):
 
 test: $(VENV)/.installed $(TEST_DISK) $(AZURITE) $(DEBIAN_IMAGES)
 	$(BIN)/python -m pytest -q
+
+# The reliability suites (tests/reliability, also part of `make test`), and docs/reliability.md
+# written from what they did; `soak` is the long version (200 kill -9 seeds an operation, more
+# fuzz examples). `fuzz` runs the atheris target over every parser for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+reliability: $(VENV)/.installed $(TEST_DISK) $(AZURITE)
+	$(BIN)/python scripts/reliability.py
+
+soak: $(VENV)/.installed $(TEST_DISK) $(AZURITE)
+	$(BIN)/python scripts/reliability.py --soak
+
+fuzz: $(VENV)/.installed
+	@mkdir -p $(BUILD)/fuzz/corpus
+	cd $(BUILD)/fuzz && ../../$(BIN)/python ../../tests/reliability/fuzz_targets.py \
+		-max_total_time=$(FUZZ_SECONDS) corpus
 
 # Pure-core tests only: no QEMU, no emulators.
 test-fast: $(VENV)/.installed

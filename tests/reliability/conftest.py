@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.bench import StoreSite, azure_site, s3_site
 from tests.reliability.sizes import SOAK
 
 RESULTS_ENV = "IMAGEKIT_RELIABILITY_RESULTS"
@@ -83,3 +84,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         with open(target, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
     return report
+
+
+# -- stores on real backends ------------------------------------------------------------------
+
+# The session servers of the backend conformance suite: moto's S3 and Azurite on loopback,
+# started once, stopped by PID.
+from tests.store.backends.conftest import BUCKET, azurite, moto_s3  # noqa: E402, F401
+
+SITES = [
+    "directory",
+    pytest.param("s3", marks=pytest.mark.slow),
+    pytest.param("azure", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(scope="module", params=SITES)
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> StoreSite:
+    """A fresh store location on one backend (a module's worth of tests share it)."""
+    from testbed.azurite import ACCOUNT, ACCOUNT_KEY
+    from testbed.moto_s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+
+    kind: str = request.param
+    if kind == "s3":
+        server = request.getfixturevalue("moto_s3")
+        return s3_site(server.endpoint, BUCKET, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+    if kind == "azure":
+        server = request.getfixturevalue("azurite")
+        return azure_site(server.endpoint, BUCKET, ACCOUNT, ACCOUNT_KEY)
+    return StoreSite("directory", str(tmp_path_factory.mktemp("store") / "repo"))
