@@ -289,10 +289,11 @@ def store_prune(
 def store_unlock(
     store_url: str, lock_name: str, identity_path: Path | None, fingerprint: str | None
 ) -> None:
-    """Remove lock LOCK (locks/…) when no live holder can own it: unreadable or stale.
+    """Remove lock LOCK (locks/…) when no live holder can own it: unreadable, stale, or held
+    by a process of this host that no longer runs (killed, crashed).
 
-    A fresh lock that decrypts is refused: its holder is alive, and removing it could let a
-    prune delete what that holder is writing.
+    A fresh lock that decrypts is otherwise refused: its holder may be alive, and removing it
+    could let a prune delete what that holder is writing.
     """
     from imagekit.store.locks import remove_lock
 
