@@ -67,6 +67,8 @@ def render(lines: list[dict[str, Any]], soak: bool, seconds: float) -> str:
         for key in ("tried", "survived", "failed", "seconds"):
             row[key] += line[key]
         row["skipped"] += line["outcome"] == "skipped"
+        if line.get("phase"):
+            row.setdefault("phases", defaultdict(int))[line["phase"]] += 1
         if line["failed"]:
             failures.append(line["nodeid"])
     total = {k: sum(r[k] for r in rows.values()) for k in ("tried", "survived", "failed")}
@@ -98,6 +100,14 @@ def render(lines: list[dict[str, Any]], soak: bool, seconds: float) -> str:
                 f"{row['failed']} | {_command(row['nodeid'], soak)} |"
             )
         out.append("")
+        phased = [
+            (op, r["phases"]) for (s, op), r in sorted(rows.items()) if s == suite and "phases" in r
+        ]
+        for operation, phases in phased:
+            counts = ", ".join(f"{n} {p}" for p, n in sorted(phases.items(), key=lambda x: -x[1]))
+            out.append(f"- {operation}: {counts}")
+        if phased:
+            out.append("")
     if failures:
         out += ["## Failures", ""]
         out += [f"- {_command(nodeid, soak)}" for nodeid in failures]

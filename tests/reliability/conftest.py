@@ -28,9 +28,15 @@ class Tally:
 
     def __init__(self) -> None:
         self.count = 0
+        self.phase: str | None = None
 
     def tried(self, n: int = 1) -> None:
         self.count += n
+
+    def at(self, phase: str) -> None:
+        """Where the case struck (a crash: before any write, between packs, after the
+        manifest...); the page counts cases per phase."""
+        self.phase = phase
 
 
 @pytest.fixture
@@ -79,6 +85,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "survived": 0 if report.skipped else tried - failed,
             "failed": failed,
             "seconds": round(report.duration, 3),
+            "phase": counter.phase if counter is not None else None,
             "soak": SOAK,
         }
         with open(target, "a", encoding="utf-8") as f:

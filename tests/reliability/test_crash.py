@@ -1,7 +1,7 @@
 """Crash points: ``kill -9`` of ``ingest``, ``store copy`` and ``store prune`` at seeded moments.
 
-Each seed picks a moment uniformly in the operation's measured run time (interpreter start
-included: a crash before the first write is a crash too) and kills the process there with
+Each seed picks a moment uniformly in the operation's measured working time (from when its
+lock appears, the first thing it writes, to its exit) and kills the process there with
 SIGKILL: no handler, no ``finally``. Then, as the operator would:
 
 1. ``store unlock`` the dead process's lock (it is this host's and the pid is gone);
@@ -38,11 +38,12 @@ from tests.reliability.bench import (
     make_disk,
     run_cli,
 )
+from tests.reliability.conftest import Tally
 from tests.reliability.sizes import CRASH_SEEDS, seeds
 
-#: 76 chunks, most random: ~30 MiB stored, so an ingest writes two packs (one full at 32 MiB
-#: of blobs would need more; PACK_TARGET_SIZE cuts at 32 MiB) plus the index and manifest.
-CHUNKS = 76
+#: 200 chunks, four in five random: ~80 MiB stored, so an ingest writes three packs
+#: (PACK_TARGET_SIZE cuts at 32 MiB) and the kills land between them, not only around them.
+CHUNKS = 200
 #: Metadata a rerun writes whatever was reused: index object, manifest (a few KiB).
 METADATA_SLACK = 256 << 10
 
@@ -54,7 +55,8 @@ class Template:
     store: Path
     disks: dict[str, Path]  # image name → its disk, for the ingest case: the disk to ingest
     argv: list[str]
-    seconds: float  # how long the uninterrupted operation takes
+    seconds: float  # how long the uninterrupted operation works (from taking its lock)
+    changes: int  # objects it writes or deletes
     full_upload: int  # bytes it uploads uninterrupted (0 for prune)
 
 
@@ -62,11 +64,63 @@ def _env(state: Path) -> dict[str, str]:
     return {**os.environ, "IMAGEKIT_PASSPHRASE": PASSPHRASE, "IMAGEKIT_STATE_DIR": str(state)}
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
-    started = time.monotonic()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return time.monotonic() - started, done.stdout
+def _visible(store: Path) -> set[str]:
+    """The store's objects as a listing shows them (not locks, not temporary files)."""
+    return {
+        str(p.relative_to(store))
+        for p in store.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.parts[len(store.parts)] != "locks"
+    }
+
+
+def _started(store: Path, proc: subprocess.Popen[bytes]) -> float:
+    """Wait until the operation has begun its work on ``store`` (its lock appears: the first
+    thing it writes) or the process exits; the time then. Interpreter start and imports take
+    most of a small operation's run, and a kill there proves nothing about the store."""
+    locks = store / "locks"
+    while proc.poll() is None:
+        if locks.is_dir() and any(not p.name.startswith(".") for p in locks.iterdir()):
+            break
+        time.sleep(0.002)
+    return time.monotonic()
+
+
+@dataclass(frozen=True)
+class Moment:
+    """When to kill, once the operation works: ``delay`` seconds on, or ``after`` objects
+    have appeared or gone (then ``delay`` more): a seed draws one or the other, so kills
+    land both anywhere in time and right around each write and deletion."""
+
+    delay: float
+    after: int = 0
+
+    @staticmethod
+    def draw(seed: int, template: Template) -> Moment:
+        rng = random.Random(seed)
+        if rng.random() < 0.5 or template.changes == 0:
+            return Moment(rng.uniform(0.0, template.seconds))
+        return Moment(rng.uniform(0.0, 0.01), rng.randint(1, template.changes))
+
+
+def _run(
+    argv: list[str], env: dict[str, str], store: Path, moment: Moment | None
+) -> tuple[float, int, str] | None:
+    """Start ``argv`` and kill it at ``moment`` (None: let it finish). When it finished by
+    itself: how long it worked, how many objects it wrote or deleted, its stdout."""
+    before = _visible(store)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    began = _started(store, proc)
+    if moment is not None and moment.after:
+        while proc.poll() is None and len(_visible(store) ^ before) < moment.after:
+            time.sleep(0.001)
+    try:
+        out, err = proc.communicate(timeout=None if moment is None else moment.delay)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None
+    assert proc.returncode == 0, err.decode()
+    return time.monotonic() - began, len(_visible(store) ^ before), out.decode()
 
 
 def _objects(store: Path, prefix: str) -> dict[str, int]:
@@ -90,15 +144,22 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
-def _measure(template: Path, argv_for: list[str], work: Path, tag: str) -> tuple[float, int]:
-    """Run the operation once uninterrupted on a copy: its time and bytes uploaded."""
-    trial = work / f"trial-{tag}"
-    shutil.copytree(template, trial)
-    argv = [a.replace(str(template), str(trial)) for a in argv_for]
-    seconds, out = _timed(argv, _env(work / f"state-{tag}"))
+def _measure(template: Path, argv_for: list[str], work: Path, tag: str) -> tuple[float, int, int]:
+    """Run the operation uninterrupted on copies: how long it works (the least of three: a
+    run slowed by a neighbour would put kills past the end), the objects it changes, and the
+    bytes it uploads."""
+    runs = []
+    for attempt in range(3):
+        trial = work / f"trial-{tag}-{attempt}"
+        shutil.copytree(template, trial)
+        argv = [a.replace(str(template), str(trial)) for a in argv_for]
+        done = _run(argv, _env(work / f"state-{tag}-{attempt}"), trial, None)
+        assert done is not None
+        runs.append(done)
+        shutil.rmtree(trial)
+    seconds, changes, out = min(runs)
     doc = json.loads(out) if out.strip() else {}
-    shutil.rmtree(trial)
-    return seconds, int(doc.get("bytes_uploaded", 0))
+    return seconds, changes, int(doc.get("bytes_uploaded", 0))
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +168,7 @@ def ingest_template(work: Path) -> Template:
     init_store(str(store))
     disk = make_disk(work / "ingest.raw", CHUNKS, seed=7)
     argv = cli_argv("ingest", disk, "--store", store, "--name", "web", "--json")
-    seconds, full = _measure(store, argv, work, "ingest")
-    return Template(store, {"web": disk}, argv, seconds, full)
+    return Template(store, {"web": disk}, argv, *_measure(store, argv, work, "ingest"))
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +182,7 @@ def copy_template(work: Path) -> Template:
     ingest(str(src), second, "db")
     # The destination is what is copied afresh per seed; the source is only read.
     argv = cli_argv("store", "copy", src, dst, "--json")
-    seconds, full = _measure(dst, argv, work, "copy")
-    return Template(dst, {"web": first, "db": second}, argv, seconds, full)
+    return Template(dst, {"web": first, "db": second}, argv, *_measure(dst, argv, work, "copy"))
 
 
 @pytest.fixture(scope="module")
@@ -138,20 +197,20 @@ def prune_template(work: Path) -> Template:
         disks[ingest(str(store), disk, "web")["id"]] = disk
         previous = disk
     argv = cli_argv("store", "prune", store, "--keep-last", "1", "--json")
-    seconds, _ = _measure(store, argv, work, "prune")
-    return Template(store, disks, argv, seconds, 0)
+    return Template(store, disks, argv, *_measure(store, argv, work, "prune"))
 
 
-def _kill_at(argv: list[str], env: dict[str, str], delay: float) -> int | None:
-    """Start ``argv``, SIGKILL it after ``delay`` seconds; its exit status if it finished
-    first, else None."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        return proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return None
+def _phase(template: Template, store: Path, finished: bool) -> str:
+    """Where the kill struck, from what it left."""
+    if finished:
+        return "finished before the kill"
+    new = {p for p in _objects(store, "data") if p not in _objects(template.store, "data")}
+    images = len(_objects(store, "images")) - len(_objects(template.store, "images"))
+    if images < 0:
+        return "killed after deleting images"
+    if images > 0:
+        return "killed after writing an image"
+    return "killed after writing packs" if new else "killed before any write"
 
 
 def _crash(template: Template, work: Path, seed: int) -> tuple[Path, dict[str, str], bool]:
@@ -162,8 +221,7 @@ def _crash(template: Template, work: Path, seed: int) -> tuple[Path, dict[str, s
     state = work / f"state-seed-{tag}"
     env = _env(state)
     argv = [a.replace(str(template.store), str(store)) for a in template.argv]
-    delay = random.Random(seed).uniform(0.0, template.seconds)
-    finished = _kill_at(argv, env, delay) is not None
+    finished = _run(argv, env, store, Moment.draw(seed, template)) is not None
     os.environ["IMAGEKIT_STATE_DIR"] = str(state)
     return store, env, finished
 
@@ -205,8 +263,11 @@ def _rerun(template: Template, store: Path) -> dict[str, object]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", seeds(CRASH_SEEDS))
-def test_ingest(ingest_template: Template, work: Path, tmp_path: Path, seed: int) -> None:
-    store, _, _ = _crash(ingest_template, work, seed)
+def test_ingest(
+    ingest_template: Template, work: Path, tmp_path: Path, seed: int, tally: Tally
+) -> None:
+    store, _, finished = _crash(ingest_template, work, seed)
+    tally.at(_phase(ingest_template, store, finished))
     left = sum(_objects(store, "data").values())
     _recover_and_verify(store)
     _restores_identically(store, ingest_template.disks, tmp_path)
@@ -222,8 +283,9 @@ def test_ingest(ingest_template: Template, work: Path, tmp_path: Path, seed: int
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", seeds(CRASH_SEEDS))
-def test_copy(copy_template: Template, work: Path, tmp_path: Path, seed: int) -> None:
-    store, _, _ = _crash(copy_template, work, seed)
+def test_copy(copy_template: Template, work: Path, tmp_path: Path, seed: int, tally: Tally) -> None:
+    store, _, finished = _crash(copy_template, work, seed)
+    tally.at(_phase(copy_template, store, finished))
     before = sum(_objects(store, "data").values())
     baseline = sum(_objects(copy_template.store, "data").values())
     _recover_and_verify(store)
@@ -239,8 +301,11 @@ def test_copy(copy_template: Template, work: Path, tmp_path: Path, seed: int) ->
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", seeds(CRASH_SEEDS))
-def test_prune(prune_template: Template, work: Path, tmp_path: Path, seed: int) -> None:
-    store, _, _ = _crash(prune_template, work, seed)
+def test_prune(
+    prune_template: Template, work: Path, tmp_path: Path, seed: int, tally: Tally
+) -> None:
+    store, _, finished = _crash(prune_template, work, seed)
+    tally.at(_phase(prune_template, store, finished))
     _recover_and_verify(store)
     listed = _restores_identically(store, prune_template.disks, tmp_path)
     newest = list(prune_template.disks)[-1]
