@@ -45,6 +45,18 @@ class ImageInfo:
     format_specific: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def foreign_extents(self) -> list[str]:
+        """Files other than the image itself that its extents name (a VMDK descriptor may
+        name any file of the host, which qemu-img then reads as the disk's contents)."""
+        own = self.path.resolve()
+        found = []
+        for extent in self.format_specific.get("data", {}).get("extents") or []:
+            name = extent.get("filename") if isinstance(extent, dict) else None
+            if name and (self.path.parent / str(name)).resolve() != own:
+                found.append(str(name))
+        return found
+
+    @property
     def subformat(self) -> str | None:
         """VMDK create-type (e.g. ``streamOptimized``); None for formats that have none."""
         data = self.format_specific.get("data", {})

@@ -140,7 +140,8 @@ def _compose(text: str, name: str) -> tuple[Any, _Positions]:
         # The reader checks the text when it is made: a control character fails here.
         loader = yaml.SafeLoader(text)
     except yaml.YAMLError as exc:
-        raise PlanInvalid(f"{name}: not valid YAML: {exc}") from exc
+        # One line: PyYAML's message carries the position on a line of its own.
+        raise PlanInvalid(f"{name}: not valid YAML: {' '.join(str(exc).split())}") from exc
     try:
         root = loader.get_single_node()
         if root is None:
