@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imagekit.childenv import child_environment
 from imagekit.errors import ConvertError, InputError
 from imagekit.progress import NullProgress, Progress
 
@@ -122,7 +123,9 @@ def run(args: Sequence[str], *, progress: Progress | None = None, scale: float =
     out, err = _Sink(progress, scale), _Sink()
     log.debug("running %s", shlex.join(argv))
     try:
-        result = subprocess_tee.run(command, stdout=out, stderr=err, quiet=progress is None)
+        result = subprocess_tee.run(
+            command, stdout=out, stderr=err, quiet=progress is None, env=child_environment()
+        )
     except OSError as exc:
         raise ConvertError(f"cannot run {shlex.join(argv)}: {exc}") from exc
     if result.returncode != 0:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -56,6 +57,13 @@ def run_cli(*args: object) -> Result:
     finally:
         logger.removeHandler(handler)
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args: object) -> Result:
+    """``imagekit ARGS`` as its own process: logging configured as a user's run has it
+    (``--debug`` logs everything to stderr), which pytest's capture does not allow in-process."""
+    done = subprocess.run(cli_argv(*args), capture_output=True, text=True, check=False)
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def cli_argv(*args: object) -> list[str]:
@@ -148,5 +156,6 @@ __all__ = [
     "init_store",
     "make_disk",
     "run_cli",
+    "run_process",
     "s3_site",
 ]
