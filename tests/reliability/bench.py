@@ -134,6 +134,37 @@ def make_disk(path: Path, chunks: int, *, seed: int, changed_from: Path | None =
     return path
 
 
+def _data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole is left
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        pos = end
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes, reading only where either has data (a 1 GiB
+    sparse volume of 15 MiB compares in milliseconds, not a second)."""
+    size = a.stat().st_size
+    if b.stat().st_size != size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        spans = sorted({*_data_extents(fa.fileno(), size), *_data_extents(fb.fileno(), size)})
+        for start, end in spans:
+            fa.seek(start)
+            fb.seek(start)
+            while start < end:
+                step = min(8 << 20, end - start)
+                if fa.read(step) != fb.read(step):
+                    return False
+                start += step
+    return True
+
+
 def init_store(url: str, *extra: object) -> None:
     result = run_cli("store", "init", url, "--passphrase", *extra)
     assert result.code == 0, result.err
@@ -158,4 +189,5 @@ __all__ = [
     "run_cli",
     "run_process",
     "s3_site",
+    "same_bytes",
 ]

@@ -27,9 +27,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from testbed.moto_aws import MotoAWS
+from testbed.seed_ami import VolumeSpec, seed_ami
 from tests.reliability.bench import (
     PASSPHRASE,
     cli_argv,
@@ -37,6 +40,7 @@ from tests.reliability.bench import (
     init_store,
     make_disk,
     run_cli,
+    same_bytes,
 )
 from tests.reliability.conftest import Tally
 from tests.reliability.sizes import CRASH_SEEDS, seeds
@@ -60,8 +64,17 @@ class Template:
     full_upload: int  # bytes it uploads uninterrupted (0 for prune)
 
 
+#: What the operations' processes need beyond the passphrase (the AWS emulator, for export).
+EXTRA_ENV: dict[str, str] = {}
+
+
 def _env(state: Path) -> dict[str, str]:
-    return {**os.environ, "IMAGEKIT_PASSPHRASE": PASSPHRASE, "IMAGEKIT_STATE_DIR": str(state)}
+    return {
+        **os.environ,
+        **EXTRA_ENV,
+        "IMAGEKIT_PASSPHRASE": PASSPHRASE,
+        "IMAGEKIT_STATE_DIR": str(state),
+    }
 
 
 def _visible(store: Path) -> set[str]:
@@ -158,8 +171,14 @@ def _measure(template: Path, argv_for: list[str], work: Path, tag: str) -> tuple
         runs.append(done)
         shutil.rmtree(trial)
     seconds, changes, out = min(runs)
-    doc = json.loads(out) if out.strip() else {}
-    return seconds, changes, int(doc.get("bytes_uploaded", 0))
+    return seconds, changes, _uploaded(json.loads(out) if out.strip() else {})
+
+
+def _uploaded(doc: object) -> int:
+    """Bytes an operation's --json says it uploaded (export: a row per AMI)."""
+    if isinstance(doc, list):
+        return sum(_uploaded(row) for row in doc)
+    return int(doc.get("bytes_uploaded", 0)) if isinstance(doc, dict) else 0
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +202,30 @@ def copy_template(work: Path) -> Template:
     # The destination is what is copied afresh per seed; the source is only read.
     argv = cli_argv("store", "copy", src, dst, "--json")
     return Template(dst, {"web": first, "db": second}, argv, *_measure(dst, argv, work, "copy"))
+
+
+@pytest.fixture(scope="module")
+def export_template(work: Path, moto_server: MotoAWS) -> Iterator[Template]:
+    """An AMI on the AWS emulator (EC2 + EBS direct APIs over HTTP) and an empty store; the
+    operation is ``imagekit export AMI``."""
+    moto_server.reset()
+    EXTRA_ENV.update(moto_server.env)
+    saved = {k: os.environ.get(k) for k in moto_server.env}
+    os.environ.update(moto_server.env)  # for the reruns, in-process
+    disk = make_disk(work / "ami.raw", CHUNKS // 2, seed=31)
+    spec = VolumeSpec("/dev/xvda", disk, volume_size_gib=1)
+    ami = seed_ami(moto_server.client("ebs"), moto_server.client("ec2"), "crash", [spec])
+    # The store holds the volume at its EBS size: compare with the disk at that size.
+    whole = work / "ami-volume.raw"
+    shutil.copyfile(disk, whole)
+    os.truncate(whole, 1 << 30)
+    store = work / "export-store"
+    init_store(str(store))
+    argv = cli_argv("export", ami.image_id, "--store", store, "--json")
+    yield Template(store, {"crash": whole}, argv, *_measure(store, argv, work, "export"))
+    for key, value in saved.items():
+        EXTRA_ENV.pop(key, None)
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
 @pytest.fixture(scope="module")
@@ -246,19 +289,18 @@ def _restores_identically(store: Path, disk_of: dict[str, Path], tmp: Path) -> l
         result = run_cli("restore", image["id"], "--store", store, "-o", out)
         assert result.code == 0, result.err
         disk = disk_of.get(image["id"]) or disk_of[image["name"]]
-        assert out.read_bytes() == disk.read_bytes(), f"image {image['id']} restored wrong bytes"
+        assert same_bytes(out, disk), f"image {image['id']} restored wrong bytes"
         out.unlink()
         ids.append(image["id"])
     return ids
 
 
-def _rerun(template: Template, store: Path) -> dict[str, object]:
+def _rerun(template: Template, store: Path) -> Any:
     argv = [a.replace(str(template.store), str(store)) for a in template.argv]
     # The same command in-process (the argv after the interpreter's ``-c CODE``).
     result = run_cli(*argv[3:])
     assert result.code == 0, result.err
-    doc: dict[str, object] = result.json()
-    return doc
+    return result.json()
 
 
 @pytest.mark.slow
@@ -273,11 +315,11 @@ def test_ingest(
     _restores_identically(store, ingest_template.disks, tmp_path)
     again = _rerun(ingest_template, store)
     # Reused: what the crash left uploaded is not sent again.
-    assert int(str(again["bytes_uploaded"])) <= ingest_template.full_upload - left + METADATA_SLACK
+    assert _uploaded(again) <= ingest_template.full_upload - left + METADATA_SLACK
     _recover_and_verify(store, read_data=False)
     out = tmp_path / "again.raw"
     assert run_cli("restore", again["id"], "--store", store, "-o", out).code == 0
-    assert out.read_bytes() == ingest_template.disks["web"].read_bytes()
+    assert same_bytes(out, ingest_template.disks["web"])
     shutil.rmtree(store)
 
 
@@ -292,7 +334,7 @@ def test_copy(copy_template: Template, work: Path, tmp_path: Path, seed: int, ta
     _restores_identically(store, copy_template.disks, tmp_path)
     again = _rerun(copy_template, store)
     left = before - baseline
-    assert int(str(again["bytes_uploaded"])) <= copy_template.full_upload - left + METADATA_SLACK
+    assert _uploaded(again) <= copy_template.full_upload - left + METADATA_SLACK
     _recover_and_verify(store, read_data=False)
     names = [i["name"] for i in run_cli("images", "--store", store, "--json").json()]
     assert sorted(names) == ["db", "web"]  # both copied, once each
@@ -313,4 +355,25 @@ def test_prune(
     _rerun(prune_template, store)
     _recover_and_verify(store, read_data=False)
     assert [i["id"] for i in run_cli("images", "--store", store, "--json").json()] == [newest]
+    shutil.rmtree(store)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", seeds(CRASH_SEEDS))
+def test_export(
+    export_template: Template, work: Path, tmp_path: Path, seed: int, tally: Tally
+) -> None:
+    """``imagekit export AMI`` from the AWS emulator over HTTP, killed; the rerun resumes."""
+    store, _, finished = _crash(export_template, work, seed)
+    tally.at(_phase(export_template, store, finished))
+    left = sum(_objects(store, "data").values())
+    _recover_and_verify(store)
+    _restores_identically(store, export_template.disks, tmp_path)
+    again = _rerun(export_template, store)
+    assert _uploaded(again) <= export_template.full_upload - left + METADATA_SLACK
+    _recover_and_verify(store, read_data=False)
+    # An export that had written its image before the kill is exported again (every export
+    # is a point in time of its own): one image or two, each the AMI's bytes.
+    listed = _restores_identically(store, export_template.disks, tmp_path)
+    assert again[0]["id"] in listed and len(listed) in (1, 2)
     shutil.rmtree(store)
