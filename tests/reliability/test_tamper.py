@@ -75,6 +75,7 @@ class Built:
     objects: dict[str, bytes]
     before_second: dict[str, bytes]
     disks: dict[str, Path]  # image id → the disk it holds
+    newest: str  # the id of the lineage's newest image
     state: Path
     work: Path
 
@@ -113,7 +114,8 @@ def built(site: StoreSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         id2 = ingest(site.url, second)["id"]
         # The host has seen both images (what a rollback is measured against).
         assert run_cli("store", "verify", site.url).code == 0
-        yield Built(site, _objects(backend), before_second, {id1: first, id2: second}, state, work)
+        objects = _objects(backend)
+        yield Built(site, objects, before_second, {id1: first, id2: second}, id2, state, work)
         backend.close()
 
 
@@ -199,6 +201,10 @@ def observe(built: Built, kind: str, out: Path) -> tuple[list[str], list[str]]:
             wrong.append(f"restore {ref} wrote bytes that are not image {restored_id}'s")
         if ref != "web" and restored_id != ref:
             wrong.append(f"restore {ref} restored image {restored_id}")
+        if ref == "web" and restored_id != built.newest:
+            # The host saw the newest image of the lineage: under its name, anything older is
+            # a silent rollback.
+            wrong.append(f"restore web restored image {restored_id[:12]}, not the newest")
     if kind == "lock":
         result = run_cli("store", "prune", url, "--keep-last", "5")
         if result.code:
