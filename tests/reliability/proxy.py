@@ -38,6 +38,8 @@ class Schedule:
     seed: int
     kinds: list[str]
     rate: float = 0.25
+    #: Requests (numbers, from 1) that all fail: an outage longer than the retries last.
+    outage: range = range(0)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -49,7 +51,9 @@ class Schedule:
     def next(self, request_line: str) -> str | None:
         with self._lock:
             self.count += 1
-            if not self.enabled or self._rng.random() >= self.rate:
+            if not self.enabled:
+                return None
+            if self.count not in self.outage and self._rng.random() >= self.rate:
                 return None
             fault = self._rng.choice(self.kinds)
             self.injected.append((self.count, fault, request_line))

@@ -40,6 +40,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
         "a": first,
         "b": make_disk(work / "b.raw", CHUNKS, seed=22, changed_from=first),
         "c": make_disk(work / "c.raw", CHUNKS, seed=23, changed_from=first),
+        "big": make_disk(work / "big.raw", 500, seed=24),
         "store": work / "store",
         "src": work / "src",
     }
@@ -66,9 +67,19 @@ def _start(argv: list[str]) -> subprocess.Popen[str]:
     )
 
 
-def _together(first: list[str], second: list[str], gap: float) -> list[Done]:
-    """Start ``first``, then ``second`` ``gap`` seconds later; both results."""
+def _locked(store: Path) -> bool:
+    locks = store / "locks"
+    return locks.is_dir() and any(not p.name.startswith(".") for p in locks.iterdir())
+
+
+def _together(
+    first: list[str], second: list[str], gap: float, *, once_locked: Path | None = None
+) -> list[Done]:
+    """Start ``first``, then ``second`` ``gap`` seconds later (after ``first`` has taken its
+    lock on ``once_locked``, when given); both results."""
     one = _start(first)
+    while once_locked is not None and one.poll() is None and not _locked(once_locked):
+        time.sleep(0.002)
     time.sleep(gap)
     two = _start(second)
     done = []
@@ -126,29 +137,31 @@ def test_two_ingests(base: dict[str, Path], tmp_path: Path, seed: int, tally: Ta
 def test_ingest_during_prune(
     base: dict[str, Path], tmp_path: Path, seed: int, tally: Tally
 ) -> None:
+    """A long ingest (a 250 MiB disk) and a prune, the second started a seeded moment after
+    the first has taken its lock."""
     store = _fresh(base, "store", tmp_path)
-    prune, put = _together(
-        cli_argv("store", "prune", store, "--keep-last", "1"),
-        cli_argv("ingest", base["c"], "--store", store, "--name", "new", "--source", "c.raw"),
-        _gap(seed),
-    )
-    outcomes = (prune.returncode, put.returncode)
-    assert all(
-        code == 0 or _refused_cleanly(p) for code, p in zip(outcomes, (prune, put), strict=True)
-    ), (
-        prune.stderr,
-        put.stderr,
-    )
+    rng = random.Random(seed)
+    prune = cli_argv("store", "prune", store, "--keep-last", "1")
+    put = cli_argv("ingest", base["big"], "--store", store, "--name", "new", "--source", "big.raw")
+    # Mostly the prune starts while the ingest holds its lock (~0.6 s; a process takes ~0.3 s
+    # to reach its lock); sometimes the other way round, where a prune's short hold mostly
+    # ends before the ingest locks.
+    prune_first = rng.random() < 0.2
+    gap = rng.uniform(0.0, 0.15)
+    if prune_first:
+        runs = _together(prune, put, gap, once_locked=store)
+    else:
+        runs = _together(put, prune, gap, once_locked=store)[::-1]
+    pruned, ingested = runs
+    assert all(r.returncode == 0 or _refused_cleanly(r) for r in runs), [r.stderr for r in runs]
     listed = _check_store(store, base, tmp_path)
     names = [i["name"] for i in listed]
     assert "old" in names, "prune lost the image it keeps"
-    if put.returncode == 0:
+    if ingested.returncode == 0:
         assert "new" in names, "an ingest that completed lost its image"
-    tally.at(
-        {(0, 0): "both completed", (1, 0): "prune refused", (0, 1): "ingest refused"}.get(
-            outcomes, "both refused"
-        )
-    )
+    outcomes = (pruned.returncode, ingested.returncode)
+    phases = {(0, 0): "both completed", (1, 0): "prune refused", (0, 1): "ingest refused"}
+    tally.at(phases.get(outcomes, "both refused"))
 
 
 @pytest.mark.slow

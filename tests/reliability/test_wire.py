@@ -11,6 +11,7 @@ was stored is clean: nothing wrong was ever stored or restored.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,13 +75,28 @@ def _step(schedule: Schedule, *args: object) -> tuple[Result, bool]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", WIRE_SEEDS)
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize(
+    ("fault", "outage"),
+    [*((f, False) for f in FAULTS), ("503", True), ("reset", True), ("truncate", True)],
+    ids=[*FAULTS, "outage-503", "outage-reset", "outage-truncate"],
+)
 @pytest.mark.timeout(300)
 def test_store_round_trip(
-    upstream: tuple[str, int], fault: str, seed: int, env: None, tmp_path: Path, tally: Tally
+    upstream: tuple[str, int],
+    fault: str,
+    outage: bool,
+    seed: int,
+    env: None,
+    tmp_path: Path,
+    tally: Tally,
 ) -> None:
     kind, port = upstream
     schedule = Schedule(seed, [fault], RATE)
+    if outage:
+        # From a seeded request on, every request fails: the retries (4) run out and the step
+        # must stop with its one line, then complete when run again.
+        start = 3 + random.Random(seed).randrange(12)
+        schedule = Schedule(seed, [fault], 0.0, range(start, start + 40))
     disk = make_disk(tmp_path / "disk.raw", 10, seed=seed)
     with FaultProxy(port, schedule) as proxy:
         site = _site(kind, proxy.endpoint)
@@ -89,18 +105,23 @@ def test_store_round_trip(
             _, init_failed = _step(schedule, "store", "init", url, "--passphrase")
             _, ingest_failed = _step(schedule, "ingest", disk, "--store", url, "--name", "w")
             out = tmp_path / "restored.raw"
+            restore_failed = False
             for attempt in range(2):
                 schedule.enabled = attempt == 0
                 result = run_cli("restore", "w", "--store", url, "-o", out, "--force")
                 if result.code == 0:
                     assert out.read_bytes() == disk.read_bytes(), "restored wrong bytes"
-                else:
-                    assert result.code == 1 and "Traceback" not in result.err, result.err
-                    assert not out.exists() or attempt == 0
+                    break
+                assert result.code == 1 and "Traceback" not in result.err, result.err
+                assert not out.exists(), "a failed restore left its output"
+                restore_failed = True
             assert out.read_bytes() == disk.read_bytes()
             schedule.enabled = False
             verified = run_cli("store", "verify", url, "--read-data", "--json")
             assert verified.code == 0, verified.out + verified.err
     injected = len(schedule.injected)
     assert injected, "no fault was injected: the case proved nothing"
-    tally.at("stopped, resumed" if init_failed or ingest_failed else "rode out every fault")
+    stopped = init_failed or ingest_failed or restore_failed
+    if outage:
+        assert stopped, "an outage longer than the retries did not stop any step"
+    tally.at("stopped, then resumed" if stopped else "rode out every fault")
