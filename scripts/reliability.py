@@ -33,8 +33,10 @@ ABOUT = {
     "bad_input": "hostile disks, keys, plans and URLs: one line, the documented exit code, "
     "nothing left behind",
     "secrets": "canary secrets never reach output, records or child argv; secret files are 0600",
-    "wire": "faults injected by an HTTP proxy in front of the emulators",
-    "concurrency": "two writers, a writer during prune, two runs of one plan",
+    "wire": "faults injected by an HTTP proxy in front of moto's S3 and Azurite: each "
+    "operation is init, ingest, restore and verify of one store under one kind of fault",
+    "concurrency": "two ingests into one store, an ingest during a prune, two copies into one "
+    "store",
 }
 
 
@@ -46,9 +48,10 @@ def run_suites(results: Path, soak: bool, extra: list[str]) -> int:
     return subprocess.call(argv, cwd=ROOT, env=env)
 
 
-def _command(nodeid: str, soak: bool) -> str:
+def _command(nodeid: str, soak: bool, select: str | None = None) -> str:
     prefix = "IMAGEKIT_SOAK=1 " if soak else ""
-    return f"`{prefix}.venv/bin/python -m pytest '{nodeid}'`"
+    choose = f" -k '{select}'" if select else ""
+    return f"`{prefix}.venv/bin/python -m pytest '{nodeid}'{choose}`"
 
 
 def _operation_id(nodeid: str) -> str:
@@ -64,6 +67,7 @@ def render(lines: list[dict[str, Any]], soak: bool, seconds: float) -> str:
     for line in lines:
         row = rows[(line["suite"], line["operation"])]
         row["nodeid"] = _operation_id(line["nodeid"])
+        row["select"] = line.get("select")
         for key in ("tried", "survived", "failed", "seconds"):
             row[key] += line[key]
         row["skipped"] += line["outcome"] == "skipped"
@@ -97,7 +101,7 @@ def render(lines: list[dict[str, Any]], soak: bool, seconds: float) -> str:
             skipped = f" ({row['skipped']} skipped)" if row["skipped"] else ""
             out.append(
                 f"| {operation}{skipped} | {row['tried']} | {row['survived']} | "
-                f"{row['failed']} | {_command(row['nodeid'], soak)} |"
+                f"{row['failed']} | {_command(row['nodeid'], soak, row['select'])} |"
             )
         out.append("")
         phased = [

@@ -29,9 +29,17 @@ class Tally:
     def __init__(self) -> None:
         self.count = 0
         self.phase: str | None = None
+        self.operation: str | None = None
+        self.select: str | None = None
 
     def tried(self, n: int = 1) -> None:
         self.count += n
+
+    def group(self, operation: str, select: str) -> None:
+        """Count this case under ``operation`` rather than the test function's name (one
+        parametrised test covering many operations); ``select`` is the ``-k`` expression
+        that reruns that operation's cases."""
+        self.operation, self.select = operation, select
 
     def at(self, phase: str) -> None:
         """Where the case struck (a crash: before any write, between packs, after the
@@ -72,6 +80,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if target and done and "reliability" in str(item.fspath):
         suite, operation = _suite_and_operation(item)
         counter = item.stash.get(_TALLY, None)
+        if counter is not None and counter.operation:
+            operation = counter.operation
         tried = max(1, counter.count) if counter is not None else 1
         failed = 1 if report.failed else 0
         line = {
@@ -86,6 +96,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "failed": failed,
             "seconds": round(report.duration, 3),
             "phase": counter.phase if counter is not None else None,
+            "select": counter.select if counter is not None else None,
             "soak": SOAK,
         }
         with open(target, "a", encoding="utf-8") as f:

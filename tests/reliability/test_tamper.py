@@ -34,6 +34,7 @@ from tests.reliability.bench import (
     make_disk,
     run_cli,
 )
+from tests.reliability.conftest import Tally
 
 KINDS = ["pack", "index", "manifest", "key_slot", "config", "lock"]
 MUTATIONS = ["flip", "truncate", "delete", "swap", "replay"]
@@ -215,8 +216,14 @@ def observe(built: Built, kind: str, out: Path) -> tuple[list[str], list[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "mutation"), CASES)
 def test_tamper(
-    built: Built, kind: str, mutation: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: Built,
+    kind: str,
+    mutation: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tally: Tally,
 ) -> None:
+    tally.group(f"{kind} {mutation}", f"{kind}-{mutation}")
     state = tmp_path / "state"
     shutil.copytree(built.state, state)
     monkeypatch.setenv("IMAGEKIT_STATE_DIR", str(state))

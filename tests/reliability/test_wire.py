@@ -91,6 +91,8 @@ def test_store_round_trip(
     tally: Tally,
 ) -> None:
     kind, port = upstream
+    name = f"outage-{fault}" if outage else fault
+    tally.group(name, name if outage else f"{name} and not outage")
     schedule = Schedule(seed, [fault], RATE)
     if outage:
         # From a seeded request on, every request fails: the retries (4) run out and the step
