@@ -19,8 +19,8 @@ DEBIAN_IMAGES := $(BUILD)/debian/.built
 GUESTFS_KERNEL := $(BUILD)/guestfs/kernel
 export IMAGEKIT_GUESTFS_KERNEL := $(if $(wildcard /boot/vmlinuz-*),,$(abspath $(GUESTFS_KERNEL)))
 
-.PHONY: all setup demo demo-real test test-fast lint format bench test-image debian-images guestfs-kernel \
-	clean distclean
+.PHONY: all setup demo demo-real test test-fast lint format bench test-image debian-images \
+	guestfs-kernel reliability soak fuzz clean distclean
 
 all: test
 
@@ -62,6 +62,21 @@ guestfs-kernel: $(if $(wildcard /boot/vmlinuz-*),,$(GUESTFS_KERNEL)/.ready)
 
 test: $(VENV)/.installed $(TEST_DISK) $(AZURITE) $(DEBIAN_IMAGES) guestfs-kernel
 	$(BIN)/python -m pytest -q
+
+# The reliability suites (tests/reliability, also part of `make test`), and docs/reliability.md
+# written from what they did; `soak` is the long version (200 kill -9 seeds an operation, more
+# fuzz examples). `fuzz` runs the atheris target over every parser for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+reliability: $(VENV)/.installed $(TEST_DISK) $(AZURITE)
+	$(BIN)/python scripts/reliability.py
+
+soak: $(VENV)/.installed $(TEST_DISK) $(AZURITE)
+	$(BIN)/python scripts/reliability.py --soak
+
+fuzz: $(VENV)/.installed
+	@mkdir -p $(BUILD)/fuzz/corpus
+	cd $(BUILD)/fuzz && ../../$(BIN)/python ../../tests/reliability/fuzz_targets.py \
+		-max_total_time=$(FUZZ_SECONDS) corpus
 
 # Pure-core tests only: no QEMU, no emulators.
 test-fast: $(VENV)/.installed

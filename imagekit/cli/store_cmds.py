@@ -331,10 +331,11 @@ def store_prune(
 def store_unlock(
     store_url: str, lock_name: str, identity_path: Path | None, fingerprint: str | None
 ) -> None:
-    """Remove lock LOCK (locks/…) when no live holder can own it: unreadable or stale.
+    """Remove lock LOCK (locks/…) when no live holder can own it: unreadable, stale, or held
+    by a process of this host that no longer runs (killed, crashed).
 
-    A fresh lock that decrypts is refused: its holder is alive, and removing it could let a
-    prune delete what that holder is writing.
+    A fresh lock that decrypts is otherwise refused: its holder may be alive, and removing it
+    could let a prune delete what that holder is writing.
     """
     from imagekit.store.locks import remove_lock
 
@@ -529,6 +530,22 @@ def images(
     emit(found, as_json, human)
 
 
+def _refuse_rollback(url: str, images: Any, lineage: str) -> None:
+    """A name means "the newest image of it": when this host has seen a newer one there than
+    the store now serves (rolled back, a manifest withheld or damaged), restoring the older one
+    under that name would be silently wrong. An id still restores whatever it names."""
+    from imagekit.state import state_dir
+    from imagekit.store.trust import SeenImages
+
+    found = SeenImages(state_dir()).check(url, images, [lineage])
+    if found:
+        raise IntegrityError(
+            str(found[0]),
+            hint="restore by image id to take an older image anyway; `imagekit store verify` "
+            "reports what else is missing",
+        )
+
+
 @cli.command()
 @click.argument("ref")
 @click.option("--store", "store_url", required=True, help="Repository URL or path.")
@@ -552,7 +569,10 @@ def restore(
     from imagekit.store.restore import restore as run_restore
 
     with open_repository(store_url, identity_path, fingerprint) as repo:
-        image = repo.resolve(ref)
+        images = repo.list_images()
+        image = repo.resolve(ref, images)
+        if image.manifest.name == ref:
+            _refuse_rollback(repo.url, images, ref)
         with progress_bar() as bar:
             files = run_restore(repo, image, out, fmt=fmt, force=force, progress=bar)
     result = {"id": image.id, "name": image.manifest.name, "files": files}

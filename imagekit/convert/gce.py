@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from imagekit.childenv import child_environment
 from imagekit.convert.targets import GCE_DISK_NAME, TarMember
 from imagekit.errors import ConvertError, InputError
 
@@ -23,7 +24,9 @@ def _tar() -> str:
 
 
 def _run(argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env=child_environment()
+    )
     if proc.returncode != 0:
         tail = "; ".join(proc.stderr.strip().splitlines()[-4:])
         raise ConvertError(f"tar failed (exit {proc.returncode}): {tail or 'no message'}")

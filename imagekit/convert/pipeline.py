@@ -72,10 +72,21 @@ def inspect_source(src: Path, source_format: str | None = None) -> qemu_img.Imag
             f"{SECTOR}-byte sectors)",
             hint="name the format with --source-format if it is one qemu-img reads",
         )
+    if info.virtual_size == 0:
+        # An empty file probes as a raw disk of no sectors: more often a failed download or
+        # copy than an image, and nothing can boot from it.
+        raise InputError(f"{src}: empty (0 bytes virtual): not a disk image")
     if info.backing_file or info.data_file:
         raise InputError(
             f"{src}: has a backing or external data file",
             hint="flatten it first (qemu-img convert to a standalone image)",
+        )
+    if info.foreign_extents:
+        raise InputError(
+            f"{src}: its {info.format} extents are other files "
+            f"({', '.join(sorted(set(info.foreign_extents)))})",
+            hint="a descriptor naming other files could read any file of this host; "
+            "convert it to a standalone image where it was made",
         )
     if info.format in CHECKABLE_FORMATS:
         try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imagekit.childenv import child_environment
 from imagekit.errors import ConvertError, InputError
 from imagekit.progress import NullProgress, Progress
 
@@ -43,6 +44,18 @@ class ImageInfo:
     backing_file: str | None
     data_file: str | None
     format_specific: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def foreign_extents(self) -> list[str]:
+        """Files other than the image itself that its extents name (a VMDK descriptor may
+        name any file of the host, which qemu-img then reads as the disk's contents)."""
+        own = self.path.resolve()
+        found = []
+        for extent in self.format_specific.get("data", {}).get("extents") or []:
+            name = extent.get("filename") if isinstance(extent, dict) else None
+            if name and (self.path.parent / str(name)).resolve() != own:
+                found.append(str(name))
+        return found
 
     @property
     def subformat(self) -> str | None:
@@ -110,7 +123,9 @@ def run(args: Sequence[str], *, progress: Progress | None = None, scale: float =
     out, err = _Sink(progress, scale), _Sink()
     log.debug("running %s", shlex.join(argv))
     try:
-        result = subprocess_tee.run(command, stdout=out, stderr=err, quiet=progress is None)
+        result = subprocess_tee.run(
+            command, stdout=out, stderr=err, quiet=progress is None, env=child_environment()
+        )
     except OSError as exc:
         raise ConvertError(f"cannot run {shlex.join(argv)}: {exc}") from exc
     if result.returncode != 0:

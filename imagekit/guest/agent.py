@@ -388,7 +388,21 @@ class Session:
         return {}
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to end this agent when imagekit dies, even by SIGKILL: libguestfs's own
+    recovery process then stops the appliance, so a killed boot leaves no QEMU behind."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the session still ends when its stdin closes
+
+
 def main() -> int:
+    _die_with_parent()
     session = Session()
     for line in sys.stdin:
         request = json.loads(line)

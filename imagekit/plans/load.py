@@ -86,6 +86,7 @@ class _Positions:
     def __init__(self) -> None:
         self.lines: dict[KeyPath, int] = {}
         self.duplicates: list[tuple[int, str]] = []
+        self.nodes = 0
 
     def line_of(self, path: Sequence[Any]) -> int:
         """The line of the deepest prefix of ``path`` that the file spells out."""
@@ -97,7 +98,25 @@ class _Positions:
         return self.lines.get((), 1)
 
 
+#: A plan is a few dozen keys a few levels deep. The bounds stop YAML's aliases from making
+#: a small file large (``&a [*a, *a]`` nested ten deep is 2^10 copies; an alias inside itself
+#: never ends) and deep nesting from exhausting the stack, each with a line to fix.
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node, message: str):
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+
+
 def _to_data(node: yaml.Node, path: KeyPath, pos: _Positions, loader: yaml.SafeLoader) -> Any:
+    pos.nodes += 1
+    if len(path) > MAX_DEPTH:
+        raise _TooLarge(node, f"nested more than {MAX_DEPTH} levels (or an alias inside itself)")
+    if pos.nodes > MAX_NODES:
+        raise _TooLarge(node, f"more than {MAX_NODES} values once aliases are expanded")
     pos.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # merge keys (<<) become plain entries
@@ -117,7 +136,12 @@ def _to_data(node: yaml.Node, path: KeyPath, pos: _Positions, loader: yaml.SafeL
 
 def _compose(text: str, name: str) -> tuple[Any, _Positions]:
     pos = _Positions()
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks the text when it is made: a control character fails here.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        # One line: PyYAML's message carries the position on a line of its own.
+        raise PlanInvalid(f"{name}: not valid YAML: {' '.join(str(exc).split())}") from exc
     try:
         root = loader.get_single_node()
         if root is None:
@@ -130,6 +154,10 @@ def _compose(text: str, name: str) -> tuple[Any, _Positions]:
         raise PlanInvalid(str(Located(name, line, f"not valid YAML: {problem}"))) from exc
     except yaml.YAMLError as exc:
         raise PlanInvalid(f"{name}: not valid YAML: {exc}") from exc
+    except _TooLarge as exc:
+        raise PlanInvalid(str(Located(name, exc.line, f"not a plan: {exc}"))) from exc
+    except RecursionError as exc:  # PyYAML's composer and constructor recurse per level
+        raise PlanInvalid(f"{name}: not a plan: nested too deep") from exc
     finally:
         loader.dispose()
 
@@ -169,10 +197,14 @@ def _pydantic_problems(exc: ValidationError) -> Iterator[Problem]:
         # Union members and validators add their type to the location (``str``,
         # ``function-after[...]``); they are not keys of the file.
         path = tuple(k for k in error["loc"] if not (isinstance(k, str) and _is_type_tag(k)))
+        # The key itself is the last of pydantic's location, even when it looks like a type
+        # tag to the filter above (a YAML key written as a list, ``? [a, b]``, arrives as the
+        # text "['a', 'b']").
+        key = error["loc"][-1] if error["loc"] else ""
         if error["type"] == "extra_forbidden":
-            where, message = path[:-1], f"unknown key {path[-1]!r}"
+            where, message = path[:-1], f"unknown key {key!r}"
         elif error["type"] == "missing":
-            where, message = path[:-1], f"missing required key {path[-1]!r}"
+            where, message = path[:-1], f"missing required key {key!r}"
         else:
             where, message = path, str(error["msg"]).removeprefix("Value error, ")
         prefix = _dotted(where)
@@ -209,7 +241,10 @@ def _validate(data: dict[str, Any]) -> tuple[Plan | None, list[Problem]]:
 
 
 def _drop(data: Any, loc: Sequence[Any]) -> None:
-    keys = [k for k in loc if not (isinstance(k, str) and _is_type_tag(k))]
+    if not loc:
+        return
+    # The last of an unknown key's location is the key itself, whatever it looks like.
+    keys = [k for k in loc[:-1] if not (isinstance(k, str) and _is_type_tag(k))] + [loc[-1]]
     for key in keys[:-1]:
         try:
             data = data[key]

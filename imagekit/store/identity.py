@@ -25,6 +25,7 @@ from imagekit.errors import InputError, UsageError, WrongKey
 from imagekit.state import write_private
 from imagekit.store.crypto import encode_recipient, public_bytes, scrypt_key
 from imagekit.store.format import AAD_IDENTITY, NONCE_SIZE, SCRYPT_N, SCRYPT_P, SCRYPT_R
+from imagekit.store.jsondoc import integer, load_object
 
 PASSPHRASE_ENV = "IMAGEKIT_PASSPHRASE"
 IDENTITY_VERSION = 1
@@ -94,12 +95,15 @@ def decode_identity(data: bytes, passphrase: str, *, name: str = "identity") -> 
     """``WrongKey`` for a wrong passphrase, ``InputError`` for a file that is not an identity."""
     try:
         lines = [ln for ln in data.decode("utf-8").splitlines() if ln and not ln.startswith("#")]
-        doc = json.loads(lines[-1])
+        doc = load_object(lines[-1], "its last line")
         if doc.get("version") != IDENTITY_VERSION or doc.get("kdf") != "scrypt":
             raise ValueError("unknown identity version or kdf")
         salt = base64.b64decode(doc["salt"])
         sealed = base64.b64decode(doc["sealed"])
-        k = scrypt_key(passphrase, salt, int(doc["n"]), int(doc["r"]), int(doc["p"]))
+        if len(sealed) != NONCE_SIZE + 32 + 16:
+            raise ValueError("sealed key has the wrong length")
+        n, r, p = (integer(doc[k], f"scrypt {k}") for k in "nrp")
+        k = scrypt_key(passphrase, salt, n, r, p)
     except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
         raise InputError(f"{name}: not an imagekit identity file ({exc})") from exc
     try:

@@ -53,6 +53,7 @@ from imagekit.store.format import (
     SLOT_VERSION,
     SLOT_VERSION_LEGACY,
 )
+from imagekit.store.jsondoc import integer, load_object, member, text
 
 Access = Literal["read", "write"]
 _ACCESS_BYTE: dict[str, int] = {"read": ACCESS_READ, "write": ACCESS_WRITE}
@@ -191,7 +192,7 @@ class KeySlot:
     def decode(data: bytes) -> KeySlot:
         """``ValueError`` when the slot is not a well-formed key slot of version 2 (or 1)."""
         try:
-            doc = json.loads(data.decode("utf-8"))
+            doc = load_object(data, "key slot")
             version = doc["version"]
             if version not in (SLOT_VERSION, SLOT_VERSION_LEGACY) or isinstance(version, bool):
                 raise ValueError(f"unknown key slot version {version!r}")
@@ -200,19 +201,21 @@ class KeySlot:
             scrypt = None
             if doc["type"] == "scrypt":
                 s = doc["scrypt"]
-                scrypt = (int(s["n"]), int(s["r"]), int(s["p"]), base64.b64decode(s["salt"]))
-                check_scrypt_params(*scrypt[:3])
+                n, r, p = (integer(member(s, k, "scrypt"), f"scrypt {k}") for k in "nrp")
+                scrypt = (n, r, p, base64.b64decode(s["salt"]))
+                check_scrypt_params(n, r, p)
             mac = None
             if version == SLOT_VERSION:
-                mac = base64.b64decode(doc["mac"], validate=True)
+                mac = base64.b64decode(text(doc["mac"], "slot MAC"), validate=True)
                 if len(mac) != SLOT_MAC_SIZE:
                     raise ValueError("slot MAC has the wrong length")
+            recipient = doc.get("recipient")
             return KeySlot(
                 type=doc["type"],
                 access=doc["access"],
                 repository=str(doc["repository"]),
                 sealed=base64.b64decode(doc["sealed"]),
-                recipient=doc.get("recipient"),
+                recipient=None if recipient is None else text(recipient, "recipient"),
                 scrypt=scrypt,
                 mac=mac,
             )

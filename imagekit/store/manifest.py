@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imagekit.store.format import CHUNK_SIZE, ID_SIZE
+from imagekit.store.jsondoc import integer, load_object, member, text
 
 MANIFEST_JSON_VERSION = 1
 _U32 = struct.Struct("<I")
@@ -136,7 +137,7 @@ def decode_manifest(payload: bytes) -> ImageManifest:
     """``ValueError`` when malformed (the envelope already proved it was not tampered with)."""
     try:
         (length,) = _U32.unpack_from(payload, 0)
-        doc = json.loads(payload[4 : 4 + length].decode("utf-8"))
+        doc = load_object(payload[4 : 4 + length], "manifest")
         if doc.get("version") != MANIFEST_JSON_VERSION:
             raise ValueError(f"unknown manifest version {doc.get('version')!r}")
         pos = 4 + length
@@ -144,15 +145,19 @@ def decode_manifest(payload: bytes) -> ImageManifest:
         for v in doc["volumes"]:
             (count,) = _U32.unpack_from(payload, pos)
             pos += 4
+            if pos + count * _MAP_ENTRY.size > len(payload):
+                # Checked before the tuple is built: a forged count of 2^32 - 1 would otherwise
+                # allocate entries until the struct error, long after.
+                raise ValueError("chunk map longer than the manifest")
             chunks = tuple(
                 _MAP_ENTRY.unpack_from(payload, pos + i * _MAP_ENTRY.size) for i in range(count)
             )
             pos += count * _MAP_ENTRY.size
             volume = VolumeManifest(
-                name=str(v["name"]),
-                virtual_size=int(v["virtual_size"]),
+                name=str(member(v, "name", "volume")),
+                virtual_size=integer(member(v, "virtual_size", "volume"), "virtual size"),
                 chunks=chunks,
-                stored_size=int(v["stored_size"]),
+                stored_size=integer(member(v, "stored_size", "volume"), "stored size"),
             )
             check_chunk_map(volume)
             volumes.append(volume)
@@ -163,10 +168,12 @@ def decode_manifest(payload: bytes) -> ImageManifest:
             created=parse_time(doc["created"]),
             source=str(doc["source"]),
             volumes=tuple(volumes),
-            parent=doc.get("parent"),
+            parent=None if doc.get("parent") is None else text(doc["parent"], "parent"),
             metadata=dict(doc.get("metadata") or {}),
-            bytes_read=int(doc["stats"]["bytes_read"]),
-            bytes_uploaded=int(doc["stats"]["bytes_uploaded"]),
+            bytes_read=integer(member(doc["stats"], "bytes_read", "stats"), "bytes read"),
+            bytes_uploaded=integer(
+                member(doc["stats"], "bytes_uploaded", "stats"), "bytes uploaded"
+            ),
         )
     except (struct.error, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed manifest: {exc}") from exc

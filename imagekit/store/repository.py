@@ -36,6 +36,7 @@ from imagekit.store.format import (
 )
 from imagekit.store.identity import Identity
 from imagekit.store.index import Index, Location, PackRecord, decode_index, encode_index
+from imagekit.store.jsondoc import integer, load_object, member, text
 from imagekit.store.keys import (
     Access,
     KeySlot,
@@ -92,13 +93,13 @@ class Config:
     @staticmethod
     def decode(data: bytes, where: str) -> Config:
         try:
-            doc = json.loads(data.decode("utf-8"))
+            doc = load_object(data, "config")
             if doc.get("format") != REPOSITORY_FORMAT:
                 raise ValueError("not an imagekit repository config")
-            rid = bytes.fromhex(doc["id"])
+            rid = bytes.fromhex(text(member(doc, "id", "config"), "config id"))
             if len(rid) != REPOSITORY_ID_SIZE:
                 raise ValueError("repository id has the wrong length")
-            version = int(doc["version"])
+            version = integer(member(doc, "version", "config"), "config version")
             declared = doc.get("fingerprint")
             fingerprint = None if declared is None else normalize_fingerprint(str(declared))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:

@@ -12,6 +12,7 @@ data size on disk until the conversion finishes.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagekit.errors import IntegrityError, UsageError
+from imagekit.errors import ImagekitError, IntegrityError, UsageError
+from imagekit.fsutil import check_free_space
 from imagekit.progress import NullProgress, Progress
 from imagekit.store.format import CHUNK_SIZE
 from imagekit.store.index import Index, Location
@@ -219,15 +221,35 @@ def restore_volume_raw(
                 bar.advance(written)
         bar.finish()
         os.fsync(fd)
-    except BaseException:
+    except BaseException as exc:
         os.close(fd)
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_failed(out, exc) from exc
         raise
     os.close(fd)
     # Left 0600 (as created): a disk image holds whatever secrets the machine had; widen it
     # deliberately if others must read it.
     os.replace(tmp, out)
     return out
+
+
+def _write_failed(out: Path, exc: OSError) -> ImagekitError:
+    """A failed write of the output: a full disk is the user's to fix (as the free-space
+    check before the work says), anything else a failed restore."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UsageError(
+            f"{out}: no space left while restoring ({exc.strerror})",
+            hint="free space or restore elsewhere; nothing was left behind",
+        )
+    return ImagekitError(f"{out}: cannot write ({exc.strerror})")
+
+
+def _space_needed(image: StoredImage, fmt: str) -> int:
+    """At most what a restore writes: every stored chunk whole, and for a converted format
+    the raw copy and the converted one side by side until the rename."""
+    data = sum(len(v.chunks) for v in image.manifest.volumes) * CHUNK_SIZE
+    return data if fmt == "raw" else 2 * data
 
 
 def _safe(name: str) -> str:
@@ -281,6 +303,7 @@ def restore(
             raise UsageError(f"{p}: exists (use --force to replace it)")
     if not paths[0].parent.is_dir():
         raise UsageError(f"{paths[0].parent}: no such directory")
+    check_free_space(paths[0].parent, _space_needed(image, fmt))
     results = []
     reuse_freed_buffers()
     with repo.lock(exclusive=False):

@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
-from imagekit.errors import InputError
+from imagekit.errors import ConvertError, InputError
 from imagekit.store.format import CHUNK_SIZE
 from imagekit.store.manifest import VolumeManifest
 
@@ -251,7 +251,14 @@ def open_disk(
         return
     with tempfile.TemporaryDirectory(prefix="imagekit-ingest-") as tmp:
         raw = Path(tmp) / "disk.raw"
-        qemu_img.convert(path, raw, src_format=info.format, dst_format="raw")
+        try:
+            qemu_img.convert(path, raw, src_format=info.format, dst_format="raw")
+        except qemu_img.QemuImgFailed as exc:
+            # Named by the input, not the temporary file the user never asked for.
+            raise ConvertError(
+                f"{path}: cannot read it as raw ({info.virtual_size} bytes virtual): {exc}",
+                hint=f"it is converted to a sparse raw file in {Path(tmp).parent} first",
+            ) from exc
         yield RawFileSource(raw, name)
 
 

@@ -93,7 +93,10 @@ def parse_store_url(url: str) -> StoreURL:
             raise UsageError("empty store URL")
         return StoreURL(url, "file", str(Path(url)), "", {})
     scheme = url.split("://", 1)[0].lower()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced "[" (IPv6 literal), or a port out of range
+        raise UsageError(f"{scheme}:// store URL is malformed ({exc})") from exc
     if "@" in parts.netloc:
         # Do not echo the URL: the part before "@" is a secret.
         raise UsageError(
