@@ -317,6 +317,41 @@ def test_a_killed_rehearsals_leftovers_are_removed_by_the_next(bench: Path) -> N
     assert not journal.path.exists()
 
 
+def test_a_second_failover_of_the_same_plan_and_target_refuses_while_one_runs(
+    bench: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two operators on the bad day: the second is told who holds the stack, and boots nothing.
+    lock = bench / "state" / "plans" / "shop" / "failover" / "fake.failover.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from imagekit.plans.records import RunLock\n"
+            f"with RunLock(Path({str(lock)!r}), 'failover of plan shop to fake'):\n"
+            "    print('held', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code = main(["failover", "--plan", str(bench / "plan.yaml"), "--target", "fake"])
+        err = capsys.readouterr().err
+        assert code == 1
+        assert "failover of plan shop to fake is already running" in err
+        assert f"pid {holder.pid}" in err
+        assert runs_in(bench) == []
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Released: the next one runs.
+    code, doc = run_cli(capsys, "failover", "--plan", str(bench / "plan.yaml"), "--target", "fake")
+    assert code == 0 and doc["healthy"] is True
+
+
 # -- failover for real (local QEMU) --------------------------------------------------------------
 
 
