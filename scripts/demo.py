@@ -450,7 +450,18 @@ def run_demo(workspace_root: Path = DEMO, disk: Path = TEST_DISK) -> int:
         if aws is not None:
             aws.stop()
 
-    print("\n==== imagekit demo: summary " + "=" * 44)
+    return conclude("imagekit demo", result, outcome, objectives, steps)
+
+
+def conclude(
+    title: str,
+    result: Mapping[str, Any],
+    outcome: Outcome,
+    objectives: Objectives,
+    steps: Steps,
+) -> int:
+    """Print the summary block; 0 if the rehearsal was healthy, else ``DemoFailed``."""
+    print(f"\n==== {title}: summary ".ljust(73, "="))
     for line in summary_lines(result, objectives, steps.done):
         print(line)
     print("=" * 72, flush=True)

@@ -113,13 +113,7 @@ def run_demo_real() -> int:
         if aws is not None:
             aws.stop()
 
-    print("\n==== imagekit demo-real: summary " + "=" * 39)
-    for line in demo.summary_lines(result, objectives, steps.done):
-        print(line)
-    print("=" * 72, flush=True)
-    if outcome.code != 0 or not result.get("healthy"):
-        raise DemoFailed(f"the rehearsal was not healthy (exit {outcome.code}): see the report")
-    return 0
+    return demo.conclude("imagekit demo-real", result, outcome, objectives, steps)
 
 
 def main() -> int:
