@@ -20,7 +20,7 @@ GUESTFS_KERNEL := $(BUILD)/guestfs/kernel
 export IMAGEKIT_GUESTFS_KERNEL := $(if $(wildcard /boot/vmlinuz-*),,$(abspath $(GUESTFS_KERNEL)))
 
 .PHONY: all setup demo demo-real test test-fast lint format bench test-image debian-images \
-	guestfs-kernel reliability soak fuzz clean distclean
+	guestfs-kernel reliability soak soak-guests fuzz clean distclean
 
 all: test
 
@@ -99,6 +99,10 @@ format: $(VENV)/.installed
 
 demo: $(VENV)/.installed $(TEST_DISK)
 	$(BIN)/python scripts/demo.py
+
+# Every Debian customer AMI adapted on local and each twin (20 boots, ~20 min): root.
+soak-guests: $(VENV)/.installed $(DEBIAN_IMAGES) guestfs-kernel
+	IMAGEKIT_SOAK=1 $(BIN)/python -m pytest -q -s tests/guest/test_matrix.py
 
 # The demo's flow on real Debian AMIs, rehearsed (adapted) on the GCE twin: root, ~10 min.
 demo-real: $(VENV)/.installed $(DEBIAN_IMAGES) guestfs-kernel
