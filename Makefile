@@ -100,7 +100,7 @@ format: $(VENV)/.installed
 demo: $(VENV)/.installed $(TEST_DISK)
 	$(BIN)/python scripts/demo.py
 
-# Every Debian customer AMI adapted on local and each twin (20 boots, ~20 min): root.
+# Every Debian customer AMI adapted on local and each twin (24 boots, ~25 min): root.
 soak-guests: $(VENV)/.installed $(DEBIAN_IMAGES) guestfs-kernel
 	IMAGEKIT_SOAK=1 $(BIN)/python -m pytest -q -s tests/guest/test_matrix.py
 

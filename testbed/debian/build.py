@@ -16,6 +16,12 @@ and the "customer AMIs": ``ec2`` with one defect each that real AMIs carry off A
                   disabled, a persistent-net udev rule naming that MAC ``ens5`` and an ifupdown
                   stanza for ``ens5``; elsewhere the NIC has another MAC, stays ``eth0`` and gets
                   no address (Debian 12 has no netplan unless installed: ifupdown is its stack)
+    ec2-netplan   the same pin in netplan, as cloud-init writes it on EC2 (``match: macaddress``,
+                  ``set-name: ens5``) and the image was baked with cloud-init's network
+                  configuration then disabled; this variant alone has ``netplan.io``, so
+                  netplan's generator hands the network to systemd-networkd (its own root tree,
+                  ``rootfs-netplan.tar``: installing the package would change every variant's
+                  network stack, since cloud-init renders netplan first where it exists)
     ec2-nvme      a second EBS volume, ``ec2-nvme.data.raw`` (64 MiB, one ext4 filesystem with
                   ``imagekit-data.txt``, no label, a fixed UUID), in fstab as ``/dev/nvme1n1
                   /data`` without ``nofail``: elsewhere that name does not exist, systemd waits
@@ -116,6 +122,7 @@ DATASOURCES = {
     "azure-waagent": "[ Azure ]",
     "openstack": "[ ConfigDrive, OpenStack, None ]",
     "ec2-macpin": "[ Ec2, None ]",
+    "ec2-netplan": "[ Ec2, None ]",
     "ec2-nvme": "[ Ec2, None ]",
     "ec2-hostonly": "[ Ec2, None ]",
     "ec2-uefi": "[ Ec2, None ]",
@@ -130,12 +137,16 @@ CLOUD_INIT_UNITS = ("cloud-init-local", "cloud-init", "cloud-config", "cloud-fin
 
 # The customer AMIs' defects (see the module docstring). EC2 gives NICs locally administered
 # MACs (0e:… or 02:…): no other cloud's NIC has this one.
-MAC_PINNED = frozenset({"ec2-macpin"})
+MAC_PINNED = frozenset({"ec2-macpin", "ec2-netplan"})
+NETPLAN = frozenset({"ec2-netplan"})
+# Packages a variant's root tree has beyond PACKAGES (each set is a root tree of its own).
+EXTRA_PACKAGES = {"ec2-netplan": ("netplan.io", "systemd-resolved")}
 EC2_MAC = "0e:3c:5a:91:7d:e3"
 EC2_NIC = "ens5"  # what predictable naming calls the ENA NIC on Nitro (PCI slot 5)
 NET_CONFIG_OFF = "etc/cloud/cloud.cfg.d/99-disable-network-config.cfg"
 PERSISTENT_NET = "etc/udev/rules.d/70-persistent-net.rules"
 PINNED_STANZA = f"etc/network/interfaces.d/{EC2_NIC}"
+PINNED_NETPLAN = "etc/netplan/50-cloud-init.yaml"
 DATA_VOLUME = frozenset({"ec2-nvme"})
 DATA_SIZE = 64 * MIB  # room for a recognisable file; small enough to seed into the emulator
 DATA_DEVICE = "/dev/nvme1n1"  # the AMI's second EBS volume, as Nitro names it
@@ -188,18 +199,23 @@ def _stamp(*parts: str) -> str:
 # --- the root tree ------------------------------------------------------------------------------
 
 
-def rootfs(out: Path) -> Path:
-    """``out/rootfs.tar`` from the mirror, rebuilt only when the package list changes."""
-    tar, stamp_file = out / "rootfs.tar", out / "rootfs.sha256"
-    stamp = _stamp(SUITE, *PACKAGES, *ROOTFS_HOOKS)
+def packages_of(variant: str) -> tuple[str, ...]:
+    return (*PACKAGES, *EXTRA_PACKAGES.get(variant, ()))
+
+
+def rootfs(out: Path, packages: tuple[str, ...] = PACKAGES) -> Path:
+    """The root tree of ``packages`` from the mirror as a tar (``rootfs.tar`` for PACKAGES,
+    ``rootfs-<extra>.tar`` for more), rebuilt only when the package list changes."""
+    extra = [p.removesuffix(".io") for p in packages if p not in PACKAGES]
+    name = "-".join(("rootfs", *extra))
+    tar, stamp_file = out / f"{name}.tar", out / f"{name}.sha256"
+    stamp = _stamp(SUITE, *packages, *ROOTFS_HOOKS)
     if tar.is_file() and stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
         return tar
-    step(f"mmdebstrap {SUITE} with {len(PACKAGES)} packages (about a minute)")
-    partial = out / ".rootfs.tar.partial"
-    # Host keys and the machine id are made at first boot, as on every cloud image; apt's lists
-    # are dropped to keep the disk small.
+    step(f"mmdebstrap {SUITE} with {len(packages)} packages (about a minute)")
+    partial = out / f".{name}.tar.partial"
     argv: list[str | Path] = ["mmdebstrap", "--variant=apt", "--format=tar"]
-    argv.append("--include=" + ",".join(PACKAGES))
+    argv.append("--include=" + ",".join(packages))
     argv += [f"--customize-hook={hook}" for hook in ROOTFS_HOOKS]
     run(*argv, SUITE, partial)
     os.replace(partial, tar)
@@ -295,9 +311,10 @@ def _configure_agent(tree: Path, variant: str) -> None:
 
 
 def _configure_network_pin(tree: Path, variant: str) -> None:
-    """A baked AMI's network: cloud-init told to leave it alone, the NIC renamed by its MAC."""
+    """A baked AMI's network: cloud-init told to leave it alone, the NIC renamed by its MAC
+    (by a persistent-net udev rule and ifupdown, or by netplan where the tree has it)."""
     files = [tree / NET_CONFIG_OFF, tree / PERSISTENT_NET, tree / PINNED_STANZA]
-    for path in files:
+    for path in (*files, tree / PINNED_NETPLAN):
         path.unlink(missing_ok=True)
     if variant not in MAC_PINNED:
         return
@@ -305,6 +322,20 @@ def _configure_network_pin(tree: Path, variant: str) -> None:
     off.write_text(
         "# the AMI's network is configured below, not by cloud-init\nnetwork: {config: disabled}\n"
     )
+    if variant in NETPLAN:
+        netplan = tree / PINNED_NETPLAN
+        # What cloud-init renders for EC2's fallback NIC (its netplan renderer), kept when the
+        # image was baked; netplan wants it unreadable to others.
+        netplan.write_text(
+            "# This file is generated from information provided by the datasource.  Changes\n"
+            "# to it will not persist across an instance reboot.\n"
+            "network:\n    ethernets:\n"
+            f"        {EC2_NIC}:\n            dhcp4: true\n"
+            f"            match:\n                macaddress: {EC2_MAC}\n"
+            f"            set-name: {EC2_NIC}\n    version: 2\n"
+        )
+        netplan.chmod(0o600)
+        return
     rule.parent.mkdir(parents=True, exist_ok=True)
     # As udev's persistent-net generator wrote it on the instance the AMI was made from.
     rule.write_text(
@@ -473,7 +504,16 @@ def _outputs(out: Path, variant: str) -> list[Path]:
 def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
     check_tools()
     out.mkdir(parents=True, exist_ok=True)
-    tar = rootfs(out)
+    by_packages: dict[tuple[str, ...], list[str]] = {}
+    for variant in variants:
+        by_packages.setdefault(packages_of(variant), []).append(variant)
+    for packages, group in by_packages.items():
+        _build_group(out, rootfs(out, packages), group, force)
+    return [out / f"{v}.raw" for v in variants]
+
+
+def _build_group(out: Path, tar: Path, variants: list[str], force: bool) -> None:
+    """The variants made from one root tree, ``tar``, unpacked once for them all."""
     # The disks depend on the tree and on this builder (layouts, settings per variant).
     stamp = _stamp(str(tar.stat().st_mtime_ns), Path(__file__).read_text())
     wanted = []
@@ -482,18 +522,18 @@ def build(out: Path, variants: list[str], force: bool = False) -> list[Path]:
         fresh = all(p.is_file() for p in _outputs(out, variant)) and stamp_file.is_file()
         if force or not fresh or stamp_file.read_text().strip() != stamp:
             wanted.append(variant)
-    if wanted:
-        with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as tmp:
-            work = Path(tmp)
-            tree = work / "root"
-            tree.mkdir()
-            step("unpacking the root tree")
-            run("tar", "-C", tree, "--numeric-owner", "-xpf", tar)
-            for variant in wanted:
-                _build_variant(out, tree, variant, work)
-                # The stamp last: a build cut short leaves the variant stale, not half-fresh.
-                (out / f"{variant}.sha256").write_text(stamp + "\n")
-    return [out / f"{v}.raw" for v in variants]
+    if not wanted:
+        return
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as tmp:
+        work = Path(tmp)
+        tree = work / "root"
+        tree.mkdir()
+        step(f"unpacking the root tree {tar.name}")
+        run("tar", "-C", tree, "--numeric-owner", "-xpf", tar)
+        for variant in wanted:
+            _build_variant(out, tree, variant, work)
+            # The stamp last: a build cut short leaves the variant stale, not half-fresh.
+            (out / f"{variant}.sha256").write_text(stamp + "\n")
 
 
 def _build_variant(out: Path, tree: Path, variant: str, work: Path) -> None:

@@ -49,6 +49,7 @@ CASES = {
         "ec2-macpin", "openstack-twin", {"metadata": "service"}, "70-persistent-net.rules"
     ),
     "macpin-on-azure-twin": Case("ec2-macpin", "azure-twin", AZURE, "70-persistent-net.rules"),
+    "netplan-on-gcp-twin": Case("ec2-netplan", "gcp-twin", change="netplan/50-cloud-init.yaml"),
     "uefi-on-azure-twin": Case("ec2-uefi", "azure-twin", AZURE, DATASOURCE_DROP_IN),
     "uefi-on-openstack-twin": Case(
         "ec2-uefi", "openstack-twin", {"metadata": "configdrive"}, DATASOURCE_DROP_IN

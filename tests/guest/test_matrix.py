@@ -2,7 +2,7 @@
 
 ``make test`` runs a diagonal of this matrix (test_customer_amis.py, test_adapted_boots.py,
 test_exported_ami.py): each variant on the targets where its fix differs. This module boots
-all five Debian EC2 variants on local and the three twins (20 boots, about 20 minutes two at a
+all six Debian EC2 variants on local and the three twins (24 boots, about 20 minutes two at a
 time under TCG), each adapted and checked with an SSH login using the run's key; the NVMe
 variant must also have its data volume mounted. It runs when IMAGEKIT_SOAK=1.
 """
@@ -31,7 +31,7 @@ pytestmark = [
     ),
 ]
 
-VARIANTS = ("ec2", "ec2-hostonly", "ec2-nvme", "ec2-macpin", "ec2-uefi")
+VARIANTS = ("ec2", "ec2-hostonly", "ec2-nvme", "ec2-macpin", "ec2-netplan", "ec2-uefi")
 TARGETS = {
     "local": {},
     "gcp-twin": {},

@@ -7,7 +7,7 @@ second disk, ``ec2-uefi`` with the boot mode its AMI records. They call ``provid
 directly, below the guest stage: nothing adapts them, so each shows what the stage must fix.
 The host-only initramfs is no broken image: on NVMe disks (``gcp-twin``, ``disk_interface=nvme``)
 it gets past the initramfs and fails only as the EC2 image does (checked once by hand, 175 s;
-left out to keep this module at four boots).
+left out to keep this module at five boots).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ CASES = {
     # Nova's metadata service answers the EC2 datasource too: only the network stands between.
     "macpin-on-openstack-twin": Case("ec2-macpin", "openstack-twin", {"metadata": "service"}),
     "uefi-on-gcp-twin": Case("ec2-uefi", "gcp-twin"),
+    # The same pin in netplan (systemd-networkd renames only the NIC with EC2's MAC).
+    "netplan-on-gcp-twin": Case("ec2-netplan", "gcp-twin"),
 }
 
 
@@ -82,8 +84,9 @@ def test_a_data_volume_by_its_nvme_name_stops_the_boot_in_emergency_mode(outcome
     assert_nothing_left(outcome)
 
 
-def test_a_mac_pinned_network_leaves_the_guest_without_an_address(outcomes) -> None:
-    outcome = outcomes["macpin-on-openstack-twin"]
+@pytest.mark.parametrize("name", ["macpin-on-openstack-twin", "netplan-on-gcp-twin"])
+def test_a_mac_pinned_network_leaves_the_guest_without_an_address(outcomes, name) -> None:
+    outcome = outcomes[name]
     assert not outcome.healthy
     assert "no network address" in outcome.error
     assert_nothing_left(outcome)
