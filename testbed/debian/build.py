@@ -18,10 +18,11 @@ and the "customer AMIs": ``ec2`` with one defect each that real AMIs carry off A
                   no address (Debian 12 has no netplan unless installed: ifupdown is its stack)
     ec2-netplan   the same pin in netplan, as cloud-init writes it on EC2 (``match: macaddress``,
                   ``set-name: ens5``) and the image was baked with cloud-init's network
-                  configuration then disabled; this variant alone has ``netplan.io``, so
-                  netplan's generator hands the network to systemd-networkd (its own root tree,
-                  ``rootfs-netplan.tar``: installing the package would change every variant's
-                  network stack, since cloud-init renders netplan first where it exists)
+                  configuration then disabled; this variant alone has ``netplan.io`` (its
+                  generator hands the network to systemd-networkd) and ``systemd-resolved``
+                  (without it networkd writes no resolv.conf, and GCE's datasource cannot
+                  resolve metadata.google.internal). Its own root tree: installing them in the
+                  shared one would change every variant's network stack
     ec2-nvme      a second EBS volume, ``ec2-nvme.data.raw`` (64 MiB, one ext4 filesystem with
                   ``imagekit-data.txt``, no label, a fixed UUID), in fstab as ``/dev/nvme1n1
                   /data`` without ``nofail``: elsewhere that name does not exist, systemd waits
